@@ -1,0 +1,56 @@
+# shoal's developer entry points. The README shows two: `make up` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+EXAMPLE ?= examples/shop/shoal.yaml
+
+.PHONY: up test lint bench bench-quick docs clean venv deps
+
+# A virtualenv with shoal installed (editable). Re-installs when pyproject.toml changes.
+$(BIN)/python:
+	@scripts/ensure-venv $(PYTHON) $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+## make up: create .venv, install shoal, run the example app on the embedded default runtimes.
+up: $(VENV)/.installed
+	$(BIN)/shoal validate -f $(EXAMPLE)
+	@echo "(the control-plane daemon arrives with the services issue: until then make up validates"
+	@echo " the example and lists what shoal will run)"
+
+## make test: install what the tests need, then lint, types, import contracts and the whole suite.
+deps: $(VENV)/.installed-dev
+	@scripts/install-test-deps
+
+lint: deps
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+## make bench: every benchmark in bench/, a table, and bench/results/latest.json.
+bench: deps
+	$(BIN)/python -m bench
+
+bench-quick: deps
+	$(BIN)/python -m bench --quick
+
+## make docs: regenerate the manifest reference inside README.md from the schema.
+docs: $(VENV)/.installed
+	$(BIN)/python -c "from shoal.manifest.reference import update; update('README.md')"
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,7 @@
+"""The ``shoal`` command: thin click commands over the library, one module per command group.
+
+main       the root group, --version, error -> exit code mapping
+common     options every command shares (-f FILE), consoles
+manifest   validate, schema
+init       init
+"""

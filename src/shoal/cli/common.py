@@ -1,0 +1,78 @@
+"""What every command shares: the ``-f FILE`` option, the consoles, the settings object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from shoal.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+FILE_KEY = "shoal.file"
+FILE_HELP = "Manifest (default: ./shoal.yaml, then ./shoal.yml); a folder means its manifest."
+
+
+def _file_fallback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A command's own ``-f`` wins; else the root's (``shoal -f FILE ps``, as Compose has it)."""
+    if value is not None:
+        return value
+    root = ctx.find_root().meta.get(FILE_KEY)
+    return root if isinstance(root, str) else None
+
+
+def manifest_option(func: F) -> F:
+    """``-f/--file FILE``: the manifest; default ./shoal.yaml, then ./shoal.yml."""
+    return click.option(
+        "-f",
+        "--file",
+        "file",
+        type=click.Path(dir_okay=True, path_type=str),
+        default=None,
+        callback=_file_fallback,
+        help=FILE_HELP,
+    )(func)
+
+
+def file_only_option(func: F) -> F:
+    """``--file FILE`` without the short form (for ``shoal logs``, where ``-f`` follows)."""
+    return click.option(
+        "--file",
+        "file",
+        type=click.Path(dir_okay=True, path_type=str),
+        default=None,
+        callback=_file_fallback,
+        help=FILE_HELP + " (Here -f means --follow, as in docker logs.)",
+    )(func)
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, Settings) else Settings()
+
+
+def stdout(settings: Settings) -> Console:
+    return Console(
+        no_color=settings.output.color is False or "NO_COLOR" in os.environ,
+        force_terminal=settings.output.color or None,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def stderr(settings: Settings) -> Console:
+    return Console(
+        stderr=True,
+        no_color=settings.output.color is False or "NO_COLOR" in os.environ,
+        force_terminal=settings.output.color or None,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+__all__ = ["FILE_KEY", "file_only_option", "manifest_option", "settings_of", "stderr", "stdout"]

@@ -1,0 +1,235 @@
+"""The one error hierarchy of shoal.
+
+Every error shoal raises on purpose derives from :class:`ShoalError`; third-party errors are
+wrapped at the boundary (``raise ... from exc``). The CLI maps each branch to a short message and
+a named exit code (:class:`ExitCode`); nothing below the CLI calls ``sys.exit``.
+
+    ShoalError
+    ├── ManifestError          the manifest cannot be used; carries every Problem found at once
+    ├── ManifestNotFound       no shoal.yaml / shoal.yml where we looked
+    ├── StoreError             the state database cannot be opened, migrated or written
+    │   └── StoreVersionError  the database was written by a newer shoal
+    ├── RuntimeNotAvailable    a runtime name is unknown, or its module / optional dependency is
+    │                          missing (carries the extra to install)
+    ├── InstanceError          a runtime could not do something to one instance (carries its label)
+    │   ├── InstanceStartError the command could not be started (argv, workdir, OS reason)
+    │   └── SandboxError       resource limits could not be applied (cgroup path, OS reason)
+    ├── UsageError             a command was called with arguments that cannot work
+    ├── UnknownName            no service, function or job by that name
+    └── DaemonError            talking to, or being, the control-plane daemon
+        ├── DaemonNotRunning   no daemon for this manifest folder (or it stopped answering)
+        ├── DaemonRunning      `shoal up` while one already runs for this folder
+        ├── ShuttingDown       a change was asked of a daemon that is stopping
+        └── ApiError           the daemon answered a request with an error (status, message)
+
+Failures are classified (STYLE.md habit 8) by the ``temporary`` flag: a temporary failure may
+succeed if retried after a delay; a permanent one will not, and says why.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class ExitCode(enum.IntEnum):
+    """Exit codes of the ``shoal`` command, named so scripts can rely on them."""
+
+    OK = 0
+    FAILURE = 1  # an operation failed (the message says which and why)
+    INVALID_MANIFEST = 2  # the manifest has problems; each is printed on its own line
+    NOT_FOUND = 3  # a file, manifest or named object does not exist
+    USAGE = 4  # bad command-line arguments (click uses 2 for its own; we remap to 4)
+    STATE = 5  # the state store is unusable (corrupt, newer version, locked)
+    NOT_RUNNING = 6  # no daemon runs for this manifest (start one with `shoal up`)
+    UNHEALTHY = 7  # `shoal up -d`: some services did not become ready
+    INTERRUPTED = 130  # stopped by Ctrl-C
+
+
+class ShoalError(Exception):
+    """Base of every error shoal raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.FAILURE
+    temporary: bool = False
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with a manifest, located like a compiler diagnostic.
+
+    ``path`` is the dotted location inside the document (``services.api.port``); ``line`` and
+    ``column`` are 1-based, 0 when unknown (a problem with the document as a whole).
+    """
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+    hint: str = field(default="", compare=False)
+
+    def render(self) -> str:
+        """``shoal.yaml:12:7: services.api.port: 80800 is out of range 1-65535 (hint)``."""
+        where = self.file if self.line <= 0 else f"{self.file}:{self.line}:{self.column}"
+        subject = f"{self.path}: " if self.path else ""
+        tail = f" ({self.hint})" if self.hint else ""
+        return f"{where}: {subject}{self.message}{tail}"
+
+
+class ManifestError(ShoalError):
+    """The manifest cannot be used. ``problems`` lists every problem found, sorted by position."""
+
+    exit_code = ExitCode.INVALID_MANIFEST
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems)
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        lines = "\n".join(p.render() for p in self.problems)
+        super().__init__(f"{count} {noun} in the manifest:\n{lines}")
+
+
+class ManifestNotFound(ShoalError):
+    """No manifest file where one was expected."""
+
+    exit_code = ExitCode.NOT_FOUND
+
+
+class StoreError(ShoalError):
+    """The state store (SQLite) cannot be opened, migrated or written."""
+
+    exit_code = ExitCode.STATE
+
+
+class StoreVersionError(StoreError):
+    """The state database was written by a newer shoal than this one."""
+
+
+class RuntimeNotAvailable(ShoalError):
+    """A runtime cannot be loaded: unknown name, module not shipped yet, or a missing extra.
+
+    ``extra`` names the optional dependency group to install (``pip install 'shoal[docker]'``),
+    or is None when installing something will not help.
+    """
+
+    def __init__(self, runtime: str, reason: str, *, extra: str | None = None) -> None:
+        self.runtime = runtime
+        self.reason = reason
+        self.extra = extra
+        hint = f" (install it with: pip install 'shoal[{extra}]')" if extra else ""
+        super().__init__(f"runtime {runtime!r} is not available: {reason}{hint}")
+
+
+class InstanceError(ShoalError):
+    """A runtime could not do something to one instance; ``label`` names it (``catalog#2``)."""
+
+    def __init__(self, message: str, *, label: str) -> None:
+        self.label = label
+        super().__init__(f"[{label}] {message}")
+
+
+class InstanceStartError(InstanceError):
+    """An instance's command could not be started: not found, not executable, bad workdir.
+
+    Carries the ``argv`` as given, the ``workdir``, the OS ``reason`` (strerror and the path it
+    concerns) and ``errno``. Permanent unless the OS said it was short of something (EAGAIN,
+    ENOMEM, EMFILE, ENFILE): then retrying later may work. The environment is never included:
+    it may hold secrets.
+    """
+
+    def __init__(
+        self,
+        *,
+        label: str,
+        argv: tuple[str, ...],
+        reason: str,
+        errno: int | None = None,
+        workdir: str | None = None,
+        temporary: bool = False,
+    ) -> None:
+        self.argv = argv
+        self.reason = reason
+        self.errno = errno
+        self.workdir = workdir
+        self.temporary = temporary
+        where = f" in {workdir}" if workdir else ""
+        super().__init__(f"cannot start {list(argv)!r}{where}: {reason}", label=label)
+
+
+class SandboxError(InstanceError):
+    """Resource limits could not be applied to an instance (a cgroup could not be made or set).
+
+    ``path`` is the cgroup file or folder concerned and ``reason`` the OS's words. The process
+    runtime catches it, warns once per service and runs the instance without limits.
+    """
+
+    def __init__(self, *, label: str, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot apply resource limits via {path}: {reason}", label=label)
+
+
+class UsageError(ShoalError):
+    """A command was called with arguments that cannot work."""
+
+    exit_code = ExitCode.USAGE
+
+
+class UnknownName(ShoalError):
+    """No service, function or job has that name."""
+
+    exit_code = ExitCode.NOT_FOUND
+
+
+class DaemonError(ShoalError):
+    """Talking to, or being, the control-plane daemon."""
+
+
+class DaemonNotRunning(DaemonError):
+    """No daemon runs for this manifest folder, or it does not answer."""
+
+    exit_code = ExitCode.NOT_RUNNING
+
+
+class DaemonRunning(DaemonError):
+    """A daemon already runs for this manifest folder."""
+
+    exit_code = ExitCode.FAILURE
+
+
+class ShuttingDown(DaemonError):
+    """The daemon is stopping and takes no more changes."""
+
+
+class ApiError(DaemonError):
+    """The daemon answered with an error status; ``status`` is the HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+        if status == 404:
+            self.exit_code = ExitCode.NOT_FOUND
+        elif status in (400, 409, 422):
+            self.exit_code = ExitCode.USAGE
+
+
+__all__ = [
+    "ApiError",
+    "DaemonError",
+    "DaemonNotRunning",
+    "DaemonRunning",
+    "ExitCode",
+    "InstanceError",
+    "InstanceStartError",
+    "ManifestError",
+    "ManifestNotFound",
+    "Problem",
+    "RuntimeNotAvailable",
+    "SandboxError",
+    "ShoalError",
+    "ShuttingDown",
+    "StoreError",
+    "StoreVersionError",
+    "UnknownName",
+    "UsageError",
+]
