@@ -24,9 +24,8 @@ venv: $(VENV)/.installed
 
 ## make up: create .venv, install shoal, run the example app on the embedded default runtimes.
 up: $(VENV)/.installed
-	$(BIN)/shoal validate -f $(EXAMPLE)
-	@echo "(the control-plane daemon arrives with the services issue: until then make up validates"
-	@echo " the example and lists what shoal will run)"
+	$(BIN)/shoal validate -q -f $(EXAMPLE)
+	$(BIN)/shoal up -f $(EXAMPLE)
 
 ## make test: install what the tests need, then lint, types, import contracts and the whole suite.
 deps: $(VENV)/.installed-dev

@@ -4,11 +4,6 @@ The package is laid out like the architecture (DESIGN.md §4): ``manifest`` at t
 ``store`` and the backends above it, the control-plane parts above those, and the ``cli`` on top.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("shoal")
-except PackageNotFoundError:  # running from a source tree without an install
-    __version__ = "0.0.0+unknown"
+__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it)
 
 __all__ = ["__version__"]

@@ -9,13 +9,10 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from shoal.cli.options import FILE_HELP, FILE_KEY
 from shoal.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-FILE_KEY = "shoal.file"
-FILE_HELP = "Manifest (default: ./shoal.yaml, then ./shoal.yml); a folder means its manifest."
 
 
 def _file_fallback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

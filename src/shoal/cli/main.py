@@ -6,6 +6,7 @@ short message and a named exit code (:class:`~shoal.errors.ExitCode`).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -13,14 +14,45 @@ import sys
 import click
 
 from shoal import __version__
-from shoal.cli import init as init_cmd
-from shoal.cli import manifest as manifest_cmds
-from shoal.cli.common import FILE_HELP, FILE_KEY, stderr
+from shoal.cli.options import FILE_HELP, FILE_KEY
 from shoal.errors import ExitCode, ManifestError, ShoalError
 from shoal.settings import Settings, resolve
 
+COMMANDS: dict[str, str] = {
+    "validate": "shoal.cli.manifest:validate",
+    "schema": "shoal.cli.manifest:schema",
+    "init": "shoal.cli.init:init",
+    "up": "shoal.cli.lifecycle:up",
+    "down": "shoal.cli.lifecycle:down",
+    "ps": "shoal.cli.inspecting:ps",
+    "logs": "shoal.cli.inspecting:logs",
+    "scale": "shoal.cli.operating:scale",
+    "restart": "shoal.cli.operating:restart",
+    "apply": "shoal.cli.operating:apply",
+}
+"""Every command, imported only when called: `shoal --version` loads no pydantic or aiohttp."""
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        command = getattr(importlib.import_module(module_name), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(
     __version__, "-V", "--version", prog_name="shoal", message="%(prog)s %(version)s"
 )
@@ -43,11 +75,6 @@ def cli(ctx: click.Context, log_format: str | None, color: bool | None, file: st
     ctx.meta[FILE_KEY] = file
 
 
-cli.add_command(manifest_cmds.validate)
-cli.add_command(manifest_cmds.schema)
-cli.add_command(init_cmd.init)
-
-
 def _report(error: ShoalError, settings: Settings) -> None:
     """Print an error the way the settings ask: one line per problem, or one JSON object."""
     if settings.output.log_format == "json":
@@ -66,6 +93,8 @@ def _report(error: ShoalError, settings: Settings) -> None:
             ]
         print(json.dumps(body), file=sys.stderr)
         return
+    from shoal.cli.common import stderr  # noqa: PLC0415 - rich only when there is an error
+
     console = stderr(settings)
     if isinstance(error, ManifestError):
         for problem in error.problems:

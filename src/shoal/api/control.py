@@ -1,0 +1,37 @@
+"""What the control API needs from the daemon: one Protocol, implemented in ``shoal.daemon``.
+
+The API layer turns HTTP into calls on a :class:`ControlPlane` and results into JSON; it does
+not know how the daemon is put together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from shoal.api.models import InstanceRow, LogLine, Status
+
+
+class ControlPlane(Protocol):
+    def status(self) -> Status: ...
+
+    def instances(self) -> list[InstanceRow]: ...
+
+    def read_logs(
+        self, sources: list[str] | None, since: float | None, tail: int | None
+    ) -> list[LogLine]: ...
+
+    def follow_logs(self, sources: list[str] | None) -> AsyncIterator[LogLine]: ...
+
+    def scale(self, name: str, replicas: int) -> None: ...
+
+    def restart(self, name: str) -> None: ...
+
+    def apply(self) -> dict[str, str]:
+        """Re-read the manifest file; raises ManifestError when it is invalid."""
+        ...
+
+    def request_shutdown(self) -> None: ...
+
+
+__all__ = ["ControlPlane"]

@@ -1,0 +1,95 @@
+"""The control API's request and response bodies (pydantic), shared by server, client and docs.
+
+The OpenAPI document at ``/v1/openapi.json`` is generated from these models and the route table
+in :mod:`shoal.api.routes`, so it cannot drift from what the server does.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(Body):
+    """Every error answer: a short machine word and a sentence for people."""
+
+    error: str = Field(description="e.g. not_found, invalid_request, invalid_manifest")
+    message: str
+    problems: list[str] = Field(default_factory=list, description="Manifest problems, one each.")
+
+
+class InstanceRow(Body):
+    """One row of ``shoal ps``: the keys are a stable contract for ``shoal ps --json``."""
+
+    kind: Literal["service", "job", "function", "template"]
+    name: str
+    instance: int
+    runtime: str
+    state: str = Field(description="starting, running, backoff, stopping, exited, fatal")
+    ready: bool
+    pid: int | None
+    port: int | None = Field(description="Where the instance is reached on 127.0.0.1.")
+    restarts: int
+    uptime: float | None = Field(description="Seconds since the current run started.")
+    reason: str | None = Field(None, description="Why it stopped, or what it waits for.")
+
+
+class ServiceStatus(Body):
+    name: str
+    desired: int
+    ready: int
+    revision: str
+    waiting: str | None = None
+
+
+class Status(Body):
+    app: str
+    manifest: str
+    version: str
+    pid: int
+    started_at: float
+    services: list[ServiceStatus]
+
+
+class ScaleRequest(Body):
+    replicas: int = Field(ge=0, le=1000, description="Instances wanted.")
+
+
+class ScaleResult(Body):
+    name: str
+    replicas: int
+
+
+class ApplyResult(Body):
+    changes: dict[str, str] = Field(description="service -> added, removed, rolling update, ...")
+
+
+class Accepted(Body):
+    accepted: bool = True
+    message: str = ""
+
+
+class LogLine(Body):
+    """One log record; ``/v1/logs`` streams these as newline-delimited JSON."""
+
+    source: str
+    time: float
+    text: str
+
+
+__all__ = [
+    "Accepted",
+    "ApplyResult",
+    "ErrorBody",
+    "InstanceRow",
+    "LogLine",
+    "ScaleRequest",
+    "ScaleResult",
+    "ServiceStatus",
+    "Status",
+]

@@ -1,0 +1,64 @@
+"""``shoal scale``, ``shoal restart``, ``shoal apply``: change what a running daemon runs."""
+
+from __future__ import annotations
+
+import click
+
+from shoal.cli.client import client_for
+from shoal.cli.common import manifest_option, settings_of, stdout
+from shoal.errors import UsageError
+from shoal.manifest import load_manifest
+
+
+def parse_scale(pairs: tuple[str, ...]) -> dict[str, int]:
+    """``("catalog=3", "orders=0")`` -> ``{"catalog": 3, "orders": 0}``."""
+    out: dict[str, int] = {}
+    for pair in pairs:
+        name, sep, count = pair.partition("=")
+        if not sep or not name or not count.isdigit():
+            raise UsageError(f"{pair!r}: write NAME=N, e.g. catalog=3")
+        out[name] = int(count)
+    if not out:
+        raise UsageError("give at least one NAME=N, e.g. shoal scale catalog=3")
+    return out
+
+
+@click.command()
+@manifest_option
+@click.argument("pairs", nargs=-1, metavar="NAME=N...")
+@click.pass_context
+def scale(ctx: click.Context, file: str | None, pairs: tuple[str, ...]) -> None:
+    """Set how many replicas of a service run (other services are not touched)."""
+    wanted = parse_scale(pairs)
+    client = client_for(file)
+    console = stdout(settings_of(ctx))
+    for name, count in wanted.items():
+        result = client.scale(name, count)
+        console.print(f"{result.name}: scaling to {result.replicas}")
+
+
+@click.command()
+@manifest_option
+@click.argument("name")
+@click.pass_context
+def restart(ctx: click.Context, file: str | None, name: str) -> None:
+    """Rolling restart of one service: new instances ready before old ones stop."""
+    client_for(file).restart(name)
+    stdout(settings_of(ctx)).print(f"{name}: rolling restart started (shoal ps to follow)")
+
+
+@click.command()
+@manifest_option
+@click.pass_context
+def apply(ctx: click.Context, file: str | None) -> None:
+    """Re-read the manifest and roll only what changed."""
+    load_manifest(file)  # the problems, with lines, before anything is sent
+    result = client_for(file).apply()
+    console = stdout(settings_of(ctx))
+    if not result.changes:
+        console.print("no changes")
+    for name, change in result.changes.items():
+        console.print(f"{name}: {change}")
+
+
+__all__ = ["apply", "parse_scale", "restart", "scale"]

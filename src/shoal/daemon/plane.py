@@ -1,0 +1,131 @@
+"""The daemon's :class:`~shoal.api.control.ControlPlane`: the supervisor and the log store,
+seen as the API's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from shoal import __version__
+from shoal.api.models import InstanceRow, LogLine, ServiceStatus, Status
+from shoal.errors import ShuttingDown
+from shoal.logs import LogStore
+from shoal.manifest import load_manifest
+from shoal.supervisor.reconciling import Supervisor
+
+
+def _matches(source: str, wanted: list[str] | None) -> bool:
+    """``catalog`` matches every instance of catalog; ``catalog#2`` just that one."""
+    if not wanted:
+        return True
+    return source in wanted or source.split("#", 1)[0] in wanted
+
+
+class Plane:
+    """What the API may ask of, and tell, one running daemon."""
+
+    def __init__(
+        self,
+        manifest_file: Path,
+        supervisor: Supervisor,
+        logs: LogStore,
+        on_shutdown: Callable[[], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.manifest_file = manifest_file
+        self.supervisor = supervisor
+        self.logs = logs
+        self._on_shutdown = on_shutdown
+        self._clock = clock
+        self.started_at = clock()
+        self.closing = False  # set once shutdown starts: changes are refused from then on
+
+    def _open_for_changes(self) -> None:
+        if self.closing:
+            raise ShuttingDown("the daemon is shutting down; no more changes")
+
+    def status(self) -> Status:
+        sup = self.supervisor
+        services = []
+        for name, desired in sorted(sup.desired.items()):
+            ready = sum(
+                1
+                for i in sup.instances.values()
+                if i.name == name and i.ready and not i.stop_requested
+            )
+            services.append(
+                ServiceStatus(
+                    name=name,
+                    desired=desired.replicas,
+                    ready=ready,
+                    revision=desired.revision,
+                    waiting=sup.waiting.get(name),
+                )
+            )
+        return Status(
+            app=sup.project.manifest.name,
+            manifest=str(self.manifest_file),
+            version=__version__,
+            pid=os.getpid(),
+            started_at=self.started_at,
+            services=services,
+        )
+
+    def instances(self) -> list[InstanceRow]:
+        now = self._clock()
+        rows = []
+        for inst in self.supervisor.snapshot():
+            live = inst.state in ("starting", "running", "stopping")
+            reason = inst.stop_reason if not live else self.supervisor.waiting.get(inst.name)
+            rows.append(
+                InstanceRow(
+                    kind="job" if inst.name in self.supervisor.project.manifest.jobs else "service",
+                    name=inst.name,
+                    instance=inst.ordinal,
+                    runtime=inst.runtime,
+                    state=inst.state,
+                    ready=inst.ready,
+                    pid=inst.pid,
+                    port=inst.host_port,
+                    restarts=inst.restarts,
+                    uptime=(now - inst.started_at) if live and inst.started_at else None,
+                    reason=reason,
+                )
+            )
+        return rows
+
+    def read_logs(
+        self, sources: list[str] | None, since: float | None, tail: int | None
+    ) -> list[LogLine]:
+        records = [r for r in self.logs.read(None, since, None) if _matches(r.source, sources)]
+        if tail is not None:
+            records = records[-tail:] if tail > 0 else []
+        return [LogLine(source=r.source, time=r.time, text=r.text) for r in records]
+
+    async def follow_logs(self, sources: list[str] | None) -> AsyncIterator[LogLine]:
+        async for record in self.logs.subscribe(None):
+            if _matches(record.source, sources):
+                yield LogLine(source=record.source, time=record.time, text=record.text)
+
+    def scale(self, name: str, replicas: int) -> None:
+        self._open_for_changes()
+        self.supervisor.scale(name, replicas)
+
+    def restart(self, name: str) -> None:
+        self._open_for_changes()
+        self.supervisor.restart(name)
+
+    def apply(self) -> dict[str, str]:
+        self._open_for_changes()
+        project = load_manifest(self.manifest_file)
+        return self.supervisor.apply(project)
+
+    def request_shutdown(self) -> None:
+        asyncio.get_running_loop().call_soon(self._on_shutdown)
+
+
+__all__ = ["Plane"]

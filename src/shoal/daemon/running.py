@@ -1,0 +1,184 @@
+"""The daemon's one async entry point: it owns the start order, signals and the shutdown order.
+
+Start: (1) take the folder's lock, (2) open the store and record the manifest revision, (3) start
+the log store, (4) serve the control API on 127.0.0.1 and publish its URL, token and pid,
+(5) start the supervisor, which adopts what a previous daemon left and reconciles.
+
+Shutdown, on SIGINT/SIGTERM or ``POST /v1/shutdown`` (a second signal forces):
+  1. stop accepting changes (scale/apply/restart answer 409 from now on)
+  2. pause schedules (none yet: they arrive with the scheduler)
+  3. drain and stop every instance, in reverse dependency order, each with its grace period
+  4. stop the API and withdraw its URL and pid files
+  5. flush the log store, close the store, release the lock
+Forced: every instance's process group gets SIGKILL, then steps 4-5.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from shoal.api import endpoint
+from shoal.api.routes import build_app
+from shoal.daemon.locking import DaemonLock
+from shoal.daemon.plane import Plane
+from shoal.logs import LogStore
+from shoal.manifest import Project
+from shoal.runtimes.base import Runtime
+from shoal.runtimes.registry import load_runtime
+from shoal.store import Store, default_db_path, state_dir
+from shoal.supervisor.reconciling import Supervisor
+
+log = logging.getLogger(__name__)
+
+
+class Runtimes:
+    """Runtimes by name, loaded on first use (no container in the manifest: no docker import)."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, Runtime] = {}
+
+    def __call__(self, name: str) -> Runtime:
+        if name not in self._loaded:
+            self._loaded[name] = load_runtime(name)
+        return self._loaded[name]
+
+    async def close(self) -> None:
+        for runtime in self._loaded.values():
+            await runtime.close()
+
+
+@dataclass
+class Daemon:
+    """A running daemon's parts, handed to ``on_started`` (the foreground view uses them)."""
+
+    project: Project
+    state: Path
+    url: str
+    plane: Plane
+    supervisor: Supervisor
+    logs: LogStore
+    stop: asyncio.Event
+    forced: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+async def run(
+    project: Project,
+    *,
+    on_started: Callable[[Daemon], None] | None = None,
+    handle_signals: bool = True,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the control plane for ``project`` until asked to stop."""
+    state = state_dir(project.file)
+    lock = DaemonLock(state)
+    runtimes = Runtimes()
+    for runtime in sorted({s.runtime for s in project.manifest.services.values()}):
+        runtimes(runtime)  # a runtime this install lacks is an error now, not a crash loop later
+    lock.acquire()  # (1)
+    store = Store.open(default_db_path(project.file))  # (2)
+    logs = LogStore(state / "logs")
+    runner: web.AppRunner | None = None
+    stop = stop or asyncio.Event()
+    forced = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    try:
+        manifest_json = json.dumps(project.manifest.model_dump(mode="json"), sort_keys=True)
+        store.record_revision(project.digest, manifest_json, str(project.file), now=time.time())
+        await logs.start()  # (3)
+        logs.append("shoal", f"daemon starting for {project.manifest.name} ({project.file})")
+        for notice in not_run_yet(project):
+            logs.append("shoal", notice)
+        supervisor = Supervisor(project, store, logs, runtimes)
+        plane = Plane(project.file, supervisor, logs, on_shutdown=stop.set)
+        token = endpoint.new_token(state)  # (4)
+        runner = web.AppRunner(build_app(plane, token), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, reuse_address=True)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        url = f"http://127.0.0.1:{port}"
+        endpoint.publish(state, url)
+        if handle_signals:
+            _install_signals(loop, stop, forced)
+        await supervisor.start()  # (5)
+        daemon = Daemon(project, state, url, plane, supervisor, logs, stop, forced)
+        if on_started is not None:
+            on_started(daemon)
+        logs.append("shoal", f"control API on {url}")
+        await stop.wait()
+        # ---- shutdown, in order
+        plane.closing = True  # 1. no more changes
+        # 2. schedules: none yet
+        logs.append("shoal", "shutting down: stopping every instance")
+        stopping = asyncio.create_task(supervisor.shutdown(), name="supervisor:shutdown")  # 3.
+        forced_wait = asyncio.create_task(forced.wait(), name="shutdown:force-watch")
+        await asyncio.wait({stopping, forced_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if forced.is_set() and not stopping.done():
+            logs.append("shoal", "forced: killing every instance")
+            await supervisor.kill_all()
+            stopping.cancel()
+        forced_wait.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopping
+        with contextlib.suppress(asyncio.CancelledError):
+            await forced_wait
+        logs.append("shoal", "daemon stopped")
+    finally:
+        if handle_signals:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+        endpoint.withdraw(state)  # 4.
+        if runner is not None:
+            await runner.cleanup()
+        await runtimes.close()
+        await logs.stop()  # 5.
+        store.close()
+        lock.release()
+
+
+def not_run_yet(project: Project) -> list[str]:
+    """What the manifest declares that this version validates but does not run yet (said
+    plainly at start, never skipped silently)."""
+    m = project.manifest
+    out = []
+    if m.functions:
+        out.append(
+            f"not run yet: functions {', '.join(m.functions)} (the function runtime is coming)"
+        )
+    scheduled = [name for name, job in m.jobs.items() if job.schedule]
+    if scheduled:
+        out.append(f"not run yet: scheduled jobs {', '.join(scheduled)} (the scheduler is coming)")
+    if m.topics:
+        out.append(f"not run yet: topics {', '.join(m.topics)} (the event bus is coming)")
+    if m.services:
+        out.append(
+            f"no gateway yet: reach services on their own ports (shoal ps); "
+            f"gateway.port {m.gateway.port} is not bound"
+        )
+    return out
+
+
+def _install_signals(
+    loop: asyncio.AbstractEventLoop, stop: asyncio.Event, forced: asyncio.Event
+) -> None:
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            forced.set()  # a second Ctrl-C forces
+        else:
+            stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+
+__all__ = ["Daemon", "Runtimes", "not_run_yet", "run"]

@@ -1,0 +1,137 @@
+"""The control API over a real socket: authentication, errors, the OpenAPI document.
+
+The daemon's real ControlPlane is exercised end to end in tests/daemon; here a small in-memory
+one lets each error path be reached on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from shoal.api.models import InstanceRow, LogLine, Status
+from shoal.api.routes import ROUTES, build_app, openapi_document
+from shoal.errors import ManifestError, Problem, ShuttingDown, UnknownName
+
+TOKEN = "t0ken"
+
+
+class Plane:
+    def __init__(self) -> None:
+        self.scaled: dict[str, int] = {}
+        self.closing = False
+
+    def status(self) -> Status:
+        return Status(app="a", manifest="m", version="v", pid=1, started_at=0.0, services=[])
+
+    def instances(self) -> list[InstanceRow]:
+        return []
+
+    def read_logs(
+        self, sources: list[str] | None, since: float | None, tail: int | None
+    ) -> list[LogLine]:
+        return [LogLine(source="web#0", time=1.0, text=f"{sources} {since} {tail}")]
+
+    async def follow_logs(self, sources: list[str] | None) -> AsyncIterator[LogLine]:
+        yield LogLine(source="web#0", time=2.0, text="live")
+
+    def scale(self, name: str, replicas: int) -> None:
+        if self.closing:
+            raise ShuttingDown("stopping")
+        if name != "web":
+            raise UnknownName(f"no service named {name!r}")
+        self.scaled[name] = replicas
+
+    def restart(self, name: str) -> None:
+        raise RuntimeError("a bug")
+
+    def apply(self) -> dict[str, str]:
+        raise ManifestError([Problem("shoal.yaml", 3, 1, "name", "bad")])
+
+    def request_shutdown(self) -> None:
+        self.closing = True
+
+
+@pytest_asyncio.fixture
+async def server() -> AsyncIterator[tuple[str, Plane]]:
+    plane = Plane()
+    runner = web.AppRunner(build_app(plane, TOKEN))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}", plane
+    finally:
+        await runner.cleanup()
+
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.mark.asyncio
+async def test_every_route_needs_the_token(server: tuple[str, Plane]) -> None:
+    url, _ = server
+    async with aiohttp.ClientSession() as http:
+        for route in ROUTES:
+            path = route.path.replace("{name}", "web")
+            async with http.request(route.method, url + path) as r:
+                assert r.status == 401, route.path
+                assert (await r.json())["error"] == "unauthorized"
+            async with http.request(
+                route.method, url + path, headers={"Authorization": "Bearer x"}
+            ) as r:
+                assert r.status == 401
+
+
+@pytest.mark.asyncio
+async def test_errors_are_json_with_the_right_status(server: tuple[str, Plane]) -> None:
+    url, plane = server
+    async with aiohttp.ClientSession(headers=AUTH) as http:
+        async with http.post(f"{url}/v1/services/web/scale", json={"replicas": 3}) as r:
+            assert r.status == 200 and plane.scaled == {"web": 3}
+        async with http.post(f"{url}/v1/services/nope/scale", json={"replicas": 3}) as r:
+            assert r.status == 404 and (await r.json())["error"] == "not_found"
+        for body in (b"{", b'{"replicas": "x"}', b'{"replicas": 2, "extra": 1}', b"[]"):
+            async with http.post(f"{url}/v1/services/web/scale", data=body) as r:
+                assert r.status == 400, body
+        async with http.post(f"{url}/v1/apply") as r:
+            data = await r.json()
+            assert r.status == 422 and data["problems"] == ["shoal.yaml:3:1: name: bad"]
+        async with http.post(f"{url}/v1/services/web/restart") as r:
+            assert r.status == 500 and (await r.json())["error"] == "internal_error"
+        async with http.get(f"{url}/v1/logs?since=abc") as r:
+            assert r.status == 400
+        async with http.get(f"{url}/v1/nothing") as r:
+            assert r.status == 404
+        async with http.post(f"{url}/v1/shutdown") as r:
+            assert r.status == 202
+        async with http.post(f"{url}/v1/services/web/scale", json={"replicas": 1}) as r:
+            assert r.status == 409
+
+
+@pytest.mark.asyncio
+async def test_logs_stream_as_ndjson(server: tuple[str, Plane]) -> None:
+    url, _ = server
+    async with (
+        aiohttp.ClientSession(headers=AUTH) as http,
+        http.get(f"{url}/v1/logs?source=web&tail=5&follow=true") as r,
+    ):
+        lines = [json.loads(line) for line in (await r.text()).splitlines()]
+    assert [line["text"] for line in lines] == ["['web'] None 5", "live"]
+
+
+def test_openapi_document_describes_every_route() -> None:
+    doc = openapi_document()
+    assert doc["openapi"] == "3.1.0"
+    for route in ROUTES:
+        assert route.method.lower() in doc["paths"][route.path]
+    text = json.dumps(doc)
+    assert "#/$defs/" not in text
+    for ref in {part.split('"')[0] for part in text.split('"$ref": "')[1:]}:
+        assert ref.rsplit("/", 1)[-1] in doc["components"]["schemas"], ref
