@@ -200,7 +200,7 @@ def test_first_probe_goes_out_at_once() -> None:
         # start period, no success yet: the fast start cadence
         (1.0, 10.0, [(0.0, False)], 0.01, START_INTERVAL),
         # an interval shorter than the start cadence wins
-        (0.05, 10.0, [(0.0, False)], 0.01, 0.05),
+        (0.02, 10.0, [(0.0, False)], 0.01, 0.02),
         # the first success ends the start period, and the fast cadence with it
         (1.0, 10.0, [(0.0, False), (0.15, True)], 0.15, 1.0),
         # the start period ran out without a success: back to the interval

@@ -522,10 +522,10 @@ async def test_prober_cadence_in_virtual_time() -> None:
         health: Health, host: str, port: int | None, *, env: Env | None = None, cwd: object = None
     ) -> ProbeResult:
         probed_at.append(now)
-        if len(probed_at) == 8:
+        if len(probed_at) == 19:
             enough.set()
             await asyncio.Event().wait()  # park here until stopped
-        up = now >= 0.35
+        up = now >= 0.39
         return ProbeResult(ok=up, detail="up" if up else "down", elapsed=0.0)
 
     check = health(tcp=True, interval=2.0, start_period=10.0)
@@ -539,7 +539,8 @@ async def test_prober_cadence_in_virtual_time() -> None:
         probe_function=scripted,
     ):
         await asyncio.wait_for(enough.wait(), 2.0)
-    assert probed_at == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 2.4, 4.4, 6.4])
+    fast = [i * START_INTERVAL for i in range(17)]  # 0 .. 0.4: the start cadence until up
+    assert probed_at == pytest.approx([*fast, 2.4, 4.4])
 
 
 @pytest.mark.asyncio

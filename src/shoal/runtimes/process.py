@@ -245,8 +245,9 @@ class ProcessRuntime:
     ) -> Exit:
         """The main process has ended: no member of its group or cgroup may outlive it."""
         pid = _pid(handle)
-        watching.signal_group(pid, signal.SIGKILL)
-        left = await watching.wait_group_gone(pid, timeout=GROUP_GONE_TIMEOUT)
+        left: list[int] = []
+        if watching.signal_group(pid, signal.SIGKILL):  # ESRCH: nothing left, skip the /proc scan
+            left = await watching.wait_group_gone(pid, timeout=GROUP_GONE_TIMEOUT)
         if left:
             logger.warning("[%s] processes %s survived SIGKILL", handle.spec.label, left)
         oom = False

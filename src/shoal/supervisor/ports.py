@@ -39,7 +39,10 @@ class PortAllocator:
 
 
 def _is_free(port: int) -> bool:
+    """Free to listen on, as servers bind (SO_REUSEADDR): TIME-WAIT leftovers of health probes
+    to a crashed instance's port must not make it look taken."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
