@@ -186,6 +186,21 @@ class ProcessRuntime:
             return None
         return Stats(cpu_seconds=measured[0], rss_bytes=measured[1])
 
+    async def sweep(self, match: Mapping[str, str]) -> list[int]:
+        """Kill the process groups of unwatched processes whose environment holds ``match``.
+
+        For an instance started just before a daemon crash, before its pid was recorded: it
+        carries its identity in its environment (SHOAL_STATE, SHOAL_SERVICE, SHOAL_INSTANCE).
+        """
+        watched = set(self._instances)
+        killed = [pid for pid in procfs.with_environ(match) if pid not in watched]
+        for pid in killed:
+            watching.signal_group(pid, signal.SIGKILL)
+            logger.warning(
+                "killed pid %d: started by a daemon that crashed before recording it", pid
+            )
+        return killed
+
     async def close(self) -> None:
         """Stop watching; the instances keep running (a later runtime can adopt them)."""
         watchers = [instance.watcher for instance in self._instances.values()]

@@ -11,6 +11,7 @@ and return None when the process is gone, which is a normal outcome, not an erro
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +127,27 @@ def group_members(pgid: int, proc: Path = PROC) -> list[int]:
     return sorted(members)
 
 
+def with_environ(match: Mapping[str, str], proc: Path = PROC) -> list[int]:
+    """Live pids whose environment holds every ``KEY=value`` of ``match`` (a scan of /proc:
+    only used to find an instance started just before a daemon crash, before its pid was
+    recorded)."""
+    wanted = {f"{key}={value}".encode() for key, value in match.items()}
+    found: list[int] = []
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"{proc}/{entry.name}/environ", "rb") as f:
+                variables = set(f.read().split(b"\0"))
+        except OSError:
+            continue
+        if wanted <= variables:
+            stat = read_stat(int(entry.name), proc)
+            if stat is not None and stat.state != "Z":
+                found.append(stat.pid)
+    return sorted(found)
+
+
 def usage(pids: list[int], proc: Path = PROC) -> tuple[float, int] | None:
     """Summed CPU seconds (own + reaped children) and RSS bytes of ``pids``; None if all gone."""
     cpu_ticks = 0
@@ -162,4 +184,5 @@ __all__ = [
     "same_start",
     "start_time_epoch",
     "usage",
+    "with_environ",
 ]

@@ -114,6 +114,7 @@ def instance_spec(
     revision: str,
     host_port: int | None,
     log_path: Path,
+    state: Path | None = None,
 ) -> InstanceSpec:
     """What a runtime needs to start instance ``ordinal`` of ``name``.
 
@@ -129,6 +130,8 @@ def instance_spec(
         "SHOAL_SERVICE": name,
         "SHOAL_INSTANCE": str(ordinal),
     }
+    if state is not None:  # identifies the instance even before its pid is recorded
+        env["SHOAL_STATE"] = str(state)
     if inside is not None:
         env["PORT"] = str(inside)
     workdir = project.resolve(service.workdir) if service.workdir else project.root

@@ -23,7 +23,7 @@ from shoal.errors import ShoalError, UnknownName
 from shoal.logs import LogStore
 from shoal.manifest import Project, Service
 from shoal.runtimes.base import Exit, Handle, Runtime
-from shoal.store import InstanceRecord, Store
+from shoal.store import InstanceRecord, Store, state_dir
 from shoal.supervisor.desired import desired_services, instance_spec, service_of
 from shoal.supervisor.model import (
     LIVE_STATES,
@@ -126,6 +126,7 @@ class Supervisor:
         self._clock = clock
         self._drainer = drainer
         self._ports = PortAllocator()
+        self._state = state_dir(project.file)
         self._scale: dict[str, int] = {}
         self._generations: dict[str, int] = {}
         self.desired: dict[str, DesiredService] = desired_services(project)
@@ -340,6 +341,7 @@ class Supervisor:
             revision=inst.revision,
             host_port=inst.host_port,
             log_path=self.logs.raw_path(inst.label),
+            state=self._state,
         )
         self.logs.register(inst.label, spec.log_path)
         self._save(inst)
@@ -486,6 +488,9 @@ class Supervisor:
             if record.state == "backoff":
                 inst.backoff_until = self._clock()  # restart now: the delay has passed
             inst.given_up = record.state in ("exited", "fatal")  # settled before the crash
+            if record.state in LIVE_STATES and record.pid is None:
+                await self._sweep(record.runtime, inst)
+                continue
             if record.state not in LIVE_STATES or record.pid is None:
                 continue
             runtime = self._runtime_of(record.runtime)
@@ -520,6 +525,19 @@ class Supervisor:
                 self._watch(inst, runtime, service)
             else:
                 self._save(inst)
+
+    async def _sweep(self, runtime_name: str, inst: Instance) -> None:
+        """The previous daemon died between starting ``inst`` and recording its pid: find it by
+        the identity in its environment and kill it, so no orphan keeps its port."""
+        sweep = getattr(self._runtime_of(runtime_name), "sweep", None)
+        if sweep is not None:
+            match = {
+                "SHOAL_STATE": str(self._state),
+                "SHOAL_SERVICE": inst.name,
+                "SHOAL_INSTANCE": str(inst.ordinal),
+            }
+            await sweep(match)
+        self._ended(inst, Exit(code=None, reason="lost while shoal was down (start not recorded)"))
 
     # ------------------------------------------------------------ views
 
