@@ -42,9 +42,11 @@ test: lint
 
 ## make bench: every benchmark in bench/, a table, and bench/results/latest.json.
 bench: deps
+	@scripts/install-test-deps wrk nginx
 	$(BIN)/python -m bench
 
 bench-quick: deps
+	@scripts/install-test-deps wrk nginx
 	$(BIN)/python -m bench --quick
 
 ## make docs: regenerate the manifest reference inside README.md from the schema.

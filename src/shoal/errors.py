@@ -14,12 +14,22 @@ a named exit code (:class:`ExitCode`); nothing below the CLI calls ``sys.exit``.
     ├── InstanceError          a runtime could not do something to one instance (carries its label)
     │   ├── InstanceStartError the command could not be started (argv, workdir, OS reason)
     │   └── SandboxError       resource limits could not be applied (cgroup path, OS reason)
+    ├── FunctionError          an invocation did not return the handler's answer (function,
+    │   │                      request id, Lambda's errorType, the HTTP status the gateway maps)
+    │   ├── HandlerError       the handler raised, or returned what JSON cannot carry
+    │   ├── FunctionInitError  the handler module could not be loaded or its instance set up
+    │   ├── FunctionTimeout    the invocation ran past its timeout; its instance was killed
+    │   ├── FunctionOutOfMemory the instance went past its memory limit and was killed
+    │   ├── FunctionCrashed    the instance exited in the middle of the invocation
+    │   ├── FunctionThrottled  every instance busy and the queue full (Lambda's TooManyRequests)
+    │   └── FunctionUnavailable the function's pool is stopping or cannot start anything
     ├── UsageError             a command was called with arguments that cannot work
     ├── UnknownName            no service, function or job by that name
     └── DaemonError            talking to, or being, the control-plane daemon
         ├── DaemonNotRunning   no daemon for this manifest folder (or it stopped answering)
         ├── DaemonRunning      `shoal up` while one already runs for this folder
         ├── ShuttingDown       a change was asked of a daemon that is stopping
+        ├── GatewayUnavailable the gateway cannot listen where the manifest says
         └── ApiError           the daemon answered a request with an error (status, message)
 
 Failures are classified (STYLE.md habit 8) by the ``temporary`` flag: a temporary failure may
@@ -29,6 +39,7 @@ succeed if retried after a delay; a permanent one will not, and says why.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 
 
@@ -169,6 +180,98 @@ class SandboxError(InstanceError):
         super().__init__(f"cannot apply resource limits via {path}: {reason}", label=label)
 
 
+class FunctionError(ShoalError):
+    """An invocation of a function did not return the handler's answer.
+
+    ``function`` and ``request_id`` say which; ``error_type`` is Lambda's ``errorType`` for it
+    (``Sandbox.Timedout``, the handler's exception class...); ``status`` is the invocation status
+    the store records; ``http_status`` is what the gateway answers (500 for a function error,
+    as API Gateway does; 504, 429 and 503 for a timeout, a throttle, an unavailable pool);
+    ``payload`` is the JSON Lambda would return for it (the error shape), as bytes.
+    """
+
+    status: str = "error"
+    http_status: int = 500
+    error_type: str = "ServiceException"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        function: str,
+        request_id: str,
+        error_type: str | None = None,
+        payload: bytes | None = None,
+    ) -> None:
+        self.function = function
+        self.request_id = request_id
+        if error_type is not None:
+            self.error_type = error_type
+        self.message = message
+        self.payload = payload if payload is not None else _error_payload(self, message)
+        super().__init__(f"[{function}] {message}")
+
+
+def _error_payload(error: FunctionError, message: str) -> bytes:
+    shape = {"errorMessage": message, "errorType": error.error_type, "requestId": error.request_id}
+    return json.dumps(shape).encode()
+
+
+class HandlerError(FunctionError):
+    """The handler raised (``error_type`` is its exception's class name) or returned a value
+    JSON cannot carry (``Runtime.MarshalError``). ``payload`` is Lambda's error shape with the
+    ``stackTrace``. Permanent: the same event fails the same way."""
+
+
+class FunctionInitError(FunctionError):
+    """The function could not start: its module would not import, the handler is missing, or
+    ``after_fork`` raised (``Runtime.ImportModuleError``, ``Runtime.HandlerNotFound``...)."""
+
+    error_type = "Runtime.ImportModuleError"
+
+
+class FunctionTimeout(FunctionError):
+    """The invocation ran past the function's ``timeout``; its instance was killed."""
+
+    status = "timeout"
+    http_status = 504
+    error_type = "Sandbox.Timedout"
+    temporary = True
+
+
+class FunctionOutOfMemory(FunctionError):
+    """The instance went past the function's ``memory`` limit and the kernel killed it."""
+
+    status = "oom"
+    error_type = "Runtime.OutOfMemory"
+
+
+class FunctionCrashed(FunctionError):
+    """The instance exited (or was killed) in the middle of the invocation; it is replaced."""
+
+    status = "crash"
+    error_type = "Runtime.ExitError"
+    temporary = True
+
+
+class FunctionThrottled(FunctionError):
+    """Every instance is busy, ``max_instances`` are running and the queue is full: retry
+    later (Lambda's ``TooManyRequestsException``, HTTP 429)."""
+
+    status = "throttled"
+    http_status = 429
+    error_type = "TooManyRequestsException"
+    temporary = True
+
+
+class FunctionUnavailable(FunctionError):
+    """The function's pool is stopping or cannot start instances right now (HTTP 503)."""
+
+    http_status = 503
+    error_type = "ServiceUnavailable"
+    temporary = True
+
+
 class UsageError(ShoalError):
     """A command was called with arguments that cannot work."""
 
@@ -201,6 +304,10 @@ class ShuttingDown(DaemonError):
     """The daemon is stopping and takes no more changes."""
 
 
+class GatewayUnavailable(DaemonError):
+    """The gateway cannot listen on the manifest's host and port."""
+
+
 class ApiError(DaemonError):
     """The daemon answered with an error status; ``status`` is the HTTP status."""
 
@@ -219,6 +326,15 @@ __all__ = [
     "DaemonNotRunning",
     "DaemonRunning",
     "ExitCode",
+    "FunctionCrashed",
+    "FunctionError",
+    "FunctionInitError",
+    "FunctionOutOfMemory",
+    "FunctionThrottled",
+    "FunctionTimeout",
+    "FunctionUnavailable",
+    "GatewayUnavailable",
+    "HandlerError",
     "InstanceError",
     "InstanceStartError",
     "ManifestError",

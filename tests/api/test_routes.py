@@ -56,6 +56,9 @@ class Plane:
     def request_shutdown(self) -> None:
         self.closing = True
 
+    def metrics(self) -> str:
+        return "shoal_up 1\n"
+
 
 @pytest_asyncio.fixture
 async def server() -> AsyncIterator[tuple[str, Plane]]:

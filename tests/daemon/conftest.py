@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -39,6 +40,12 @@ def processes_in(folder: Path) -> list[int]:
     return found
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, every: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -54,8 +61,16 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, every: float
 class Project:
     root: Path
 
+    gateway_port: int = 0
+
     def write(self, manifest: str) -> None:
-        (self.root / "shoal.yaml").write_text(textwrap.dedent(manifest).lstrip())
+        """Write the manifest; unless it says otherwise, its gateway gets a free port."""
+        text = textwrap.dedent(manifest).lstrip()
+        if "gateway:" not in text:
+            if not self.gateway_port:
+                self.gateway_port = free_port()
+            text = text.rstrip("\n") + f"\ngateway: {{port: {self.gateway_port}}}\n"
+        (self.root / "shoal.yaml").write_text(text)
 
     def shoal(
         self, *args: str, timeout: float = 60.0, check: bool = False

@@ -39,7 +39,8 @@ def test_make_up_runs_the_shop_and_ctrl_c_stops_everything(tmp_path: Path) -> No
     shutil.copytree(
         REPO / "examples" / "shop", shop, ignore=shutil.ignore_patterns(".shoal", "*.db")
     )
-    env = {**os.environ, "SHOP_PORT": str(free_port()), "NO_COLOR": "1"}
+    gateway = free_port()
+    env = {**os.environ, "SHOP_PORT": str(gateway), "NO_COLOR": "1"}
     make = subprocess.Popen(
         ["make", "--no-print-directory", "up", f"EXAMPLE={shop / 'shoal.yaml'}"],
         cwd=REPO,
@@ -66,11 +67,19 @@ def test_make_up_runs_the_shop_and_ctrl_c_stops_everything(tmp_path: Path) -> No
             ("catalog", 1),
             ("orders", 0),
         ]
-        catalog = next(r for r in rows if r["name"] == "catalog")
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{catalog['port']}/catalog/products", timeout=5
-        ) as r:
+        base = f"http://127.0.0.1:{gateway}"
+        with urllib.request.urlopen(f"{base}/catalog/products", timeout=5) as r:
             assert r.status == 200
+            products = json.loads(r.read())
+        first = (products["products"] if isinstance(products, dict) else products)[0]
+        order = urllib.request.Request(
+            f"{base}/orders",
+            data=json.dumps({"items": [{"id": first["id"], "qty": 1}]}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(order, timeout=10) as r:  # orders -> gateway -> catalog
+            assert r.status == 201
     finally:
         os.killpg(make.pid, signal.SIGINT)  # Ctrl-C in the terminal reaches the whole group
         out, _ = make.communicate(timeout=60)

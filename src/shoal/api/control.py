@@ -33,5 +33,9 @@ class ControlPlane(Protocol):
 
     def request_shutdown(self) -> None: ...
 
+    def metrics(self) -> str:
+        """Prometheus text exposition."""
+        ...
+
 
 __all__ = ["ControlPlane"]

@@ -133,6 +133,15 @@ async def shutdown(request: web.Request) -> web.StreamResponse:
     return _json(Accepted(message="stopping every instance, then the daemon"), 202)
 
 
+async def metrics(request: web.Request) -> web.StreamResponse:
+    return web.Response(
+        text=_control(request).metrics(),
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
+
+
 async def openapi(request: web.Request) -> web.StreamResponse:
     return web.json_response(openapi_document())
 
@@ -198,6 +207,7 @@ ROUTES: tuple[Route, ...] = (
         response=Accepted,
         status=202,
     ),
+    Route("GET", "/metrics", "Prometheus metrics: gateway routes, instances.", metrics),
     Route("GET", "/v1/openapi.json", "This document.", openapi),
 )
 

@@ -14,7 +14,7 @@ from shoal import __version__
 from shoal.api.models import InstanceRow, LogLine, ServiceStatus, Status
 from shoal.errors import ShuttingDown
 from shoal.logs import LogStore
-from shoal.manifest import load_manifest
+from shoal.manifest import Project, load_manifest
 from shoal.supervisor.reconciling import Supervisor
 
 
@@ -33,13 +33,18 @@ class Plane:
         manifest_file: Path,
         supervisor: Supervisor,
         logs: LogStore,
+        *,
         on_shutdown: Callable[[], None],
+        on_apply: Callable[[Project], None] = lambda project: None,
+        metrics: Callable[[], str] = lambda: "",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.manifest_file = manifest_file
         self.supervisor = supervisor
         self.logs = logs
         self._on_shutdown = on_shutdown
+        self._on_apply = on_apply
+        self._metrics = metrics
         self._clock = clock
         self.started_at = clock()
         self.closing = False  # set once shutdown starts: changes are refused from then on
@@ -122,7 +127,29 @@ class Plane:
     def apply(self) -> dict[str, str]:
         self._open_for_changes()
         project = load_manifest(self.manifest_file)
-        return self.supervisor.apply(project)
+        changes = self.supervisor.apply(project)
+        self._on_apply(project)
+        return changes
+
+    def metrics(self) -> str:
+        """Prometheus text: the gateway's per-route figures and the instances' states."""
+        lines = [
+            "# HELP shoal_instances Instances by service and state.",
+            "# TYPE shoal_instances gauge",
+        ]
+        counts: dict[tuple[str, str], int] = {}
+        restarts: dict[str, int] = {}
+        for inst in self.supervisor.snapshot():
+            counts[(inst.name, inst.state)] = counts.get((inst.name, inst.state), 0) + 1
+            restarts[inst.name] = restarts.get(inst.name, 0) + inst.restarts
+        for (name, state), count in sorted(counts.items()):
+            lines.append(f'shoal_instances{{service="{name}",state="{state}"}} {count}')
+        lines += [
+            "# HELP shoal_restarts Consecutive restarts, summed per service.",
+            "# TYPE shoal_restarts gauge",
+        ]
+        lines += [f'shoal_restarts{{service="{n}"}} {c}' for n, c in sorted(restarts.items())]
+        return self._metrics() + "\n".join(lines) + "\n"
 
     def request_shutdown(self) -> None:
         asyncio.get_running_loop().call_soon(self._on_shutdown)

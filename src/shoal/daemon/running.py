@@ -2,12 +2,14 @@
 
 Start: (1) take the folder's lock, (2) open the store and record the manifest revision, (3) start
 the log store, (4) serve the control API on 127.0.0.1 and publish its URL, token and pid,
-(5) start the supervisor, which adopts what a previous daemon left and reconciles.
+(5) open the gateway (requests for a service not ready yet wait, bounded), (6) start the
+supervisor, which adopts what a previous daemon left and reconciles.
 
 Shutdown, on SIGINT/SIGTERM or ``POST /v1/shutdown`` (a second signal forces):
   1. stop accepting changes (scale/apply/restart answer 409 from now on)
   2. pause schedules (none yet: they arrive with the scheduler)
-  3. drain and stop every instance, in reverse dependency order, each with its grace period
+  3. close the gateway (in-flight requests finish), then drain and stop every instance, in
+     reverse dependency order, each with its grace period
   4. stop the API and withdraw its URL and pid files
   5. flush the log store, close the store, release the lock
 Forced: every instance's process group gets SIGKILL, then steps 4-5.
@@ -29,8 +31,11 @@ from aiohttp import web
 
 from shoal.api import endpoint
 from shoal.api.routes import build_app
+from shoal.daemon.gatewaying import GatewayLink
 from shoal.daemon.locking import DaemonLock
 from shoal.daemon.plane import Plane
+from shoal.errors import GatewayUnavailable
+from shoal.gateway import Gateway, compile_routes
 from shoal.logs import LogStore
 from shoal.manifest import Project
 from shoal.runtimes.base import Runtime
@@ -98,8 +103,24 @@ async def run(
         logs.append("shoal", f"daemon starting for {project.manifest.name} ({project.file})")
         for notice in not_run_yet(project):
             logs.append("shoal", notice)
-        supervisor = Supervisor(project, store, logs, runtimes)
-        plane = Plane(project.file, supervisor, logs, on_shutdown=stop.set)
+        link: GatewayLink | None = None
+        gateway = Gateway(
+            project.manifest.gateway,
+            compile_routes(project.manifest),
+            access_log=lambda text: logs.append("gateway", text),
+            on_demand=lambda name: link.on_demand(name) if link is not None else None,
+        )
+        supervisor = Supervisor(project, store, logs, runtimes, drainer=gateway.drain)
+        link = GatewayLink(gateway, supervisor)
+        supervisor.subscribe(link.sync)
+        plane = Plane(
+            project.file,
+            supervisor,
+            logs,
+            on_shutdown=stop.set,
+            on_apply=lambda new: gateway.set_routes(compile_routes(new.manifest)),
+            metrics=gateway.metrics,
+        )
         token = endpoint.new_token(state)  # (4)
         runner = web.AppRunner(build_app(plane, token), access_log=None, handle_signals=False)
         await runner.setup()
@@ -110,7 +131,17 @@ async def run(
         endpoint.publish(state, url)
         if handle_signals:
             _install_signals(loop, stop, forced)
-        await supervisor.start()  # (5)
+        gw = project.manifest.gateway
+        try:
+            await gateway.start(gw.host, gw.port)  # (5) before any service: requests wait, not fail
+        except OSError as exc:
+            raise GatewayUnavailable(
+                f"the gateway cannot listen on {gw.host}:{gw.port}: {exc.strerror}; "
+                "set gateway.port in the manifest (another shoal or server may hold it)"
+            ) from exc
+        logs.append("shoal", f"gateway on http://{gw.host}:{gateway.port}")
+        await supervisor.start()  # (6)
+        link.start()
         daemon = Daemon(project, state, url, plane, supervisor, logs, stop, forced)
         if on_started is not None:
             on_started(daemon)
@@ -120,7 +151,9 @@ async def run(
         plane.closing = True  # 1. no more changes
         # 2. schedules: none yet
         logs.append("shoal", "shutting down: stopping every instance")
-        stopping = asyncio.create_task(supervisor.shutdown(), name="supervisor:shutdown")  # 3.
+        await link.stop()
+        await gateway.stop()  # 3a. stop accepting; requests in flight finish
+        stopping = asyncio.create_task(supervisor.shutdown(), name="supervisor:shutdown")  # 3b.
         forced_wait = asyncio.create_task(forced.wait(), name="shutdown:force-watch")
         await asyncio.wait({stopping, forced_wait}, return_when=asyncio.FIRST_COMPLETED)
         if forced.is_set() and not stopping.done():
@@ -160,11 +193,6 @@ def not_run_yet(project: Project) -> list[str]:
         out.append(f"not run yet: scheduled jobs {', '.join(scheduled)} (the scheduler is coming)")
     if m.topics:
         out.append(f"not run yet: topics {', '.join(m.topics)} (the event bus is coming)")
-    if m.services:
-        out.append(
-            f"no gateway yet: reach services on their own ports (shoal ps); "
-            f"gateway.port {m.gateway.port} is not bound"
-        )
     return out
 
 

@@ -39,10 +39,10 @@ def service_revision(service: Service, generation: int = 0) -> str:
 
 
 def replicas_of(service: Service) -> int:
-    """Replicas to run. Autoscaled services start at their minimum (at least one until the
-    gateway can hold requests for a service scaled to zero)."""
+    """Replicas to run. Autoscaled services start at their minimum, possibly zero: the gateway
+    holds the first request and asks for a replica."""
     if service.autoscale is not None:
-        return max(service.autoscale.min, 1)
+        return service.autoscale.min
     return service.replicas
 
 

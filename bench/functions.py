@@ -1,0 +1,370 @@
+"""Functions: cold starts, warm invocations, a burst, instance memory, idle pools (via the pool).
+
+DESIGN.md §6 measures these through the gateway; until the gateway hosts functions they are
+measured here through :class:`shoal.functions.FunctionPool` directly (the figures say "via
+pool"), on uvloop like the daemon, with memory cgroups where the machine allows them (as the
+daemon would), using examples/shop's ``thumbnail`` handler unchanged (its init computes a
+Lanczos kernel table). Interleaved with their baselines, in one run:
+
+- **cold start via pool**: the pool is scaled to zero between samples (``idle_timeout`` 20 ms;
+  the next sample waits until the instance process is gone, then 20 ms more), the template
+  kept, as it is for ``template_idle_timeout`` (10 min by default) after the last instance
+  went. Baseline: a fresh ``python3`` per invocation importing the same handler and calling it
+  (the emulators' way), spawn to exit. p50, p99, and the ratio (DESIGN: >= 10x faster).
+- **deep cold start**: the template stopped too (a pool that was idle for
+  ``template_idle_timeout``, or never invoked): fork a template, import, fork an instance.
+- **warm invocation**: ``invoke()`` on a warm instance, against calling the same handler in a
+  process over a socketpair directly (blocking, no event loop): the floor of any dispatcher.
+- **burst**: 200 concurrent first invocations of a scaled-to-zero function, ``max_instances``
+  200: successes and p99 (latency from the burst's start).
+- **USS per warm instance**: ``Private_*`` of ``/proc/PID/smaps_rollup`` of warm instances,
+  against the direct process (a whole interpreter of its own).
+- **daemon RSS with 1,000 functions at zero**: a child process importing what the daemon
+  imports, starting the forkserver and 1,000 pools that hold no process (``prewarm`` off, or
+  a template idle past ``template_idle_timeout``), against the same child with none.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: import from the repo root, not bench/
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import asyncio
+import json
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import uvloop
+
+from bench.figures import Figure, at_least, at_most
+from bench.harness import Run, from_samples, main
+from bench.stats import median, percentile
+from bench.timing import python_env, run_timed
+from shoal.functions import Forkserver, FunctionPool, FunctionSpec, protocol, shapes
+from shoal.functions.handles import unique_memory
+from shoal.runtimes.sandbox import Sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+HANDLER = ROOT / "examples" / "shop" / "functions" / "thumbnail.py"
+DESIGN = "DESIGN.md §6"
+EVENT = shapes.http_event(
+    method="POST",
+    raw_path="/thumbnail",
+    headers=[("content-type", "application/json")],
+    body=b'{"width": 4000, "height": 3000, "max": 256}',
+    request_id="bench",
+    now=0.0,
+)
+
+FRESH = """
+import importlib.util, json, sys, time
+spec = importlib.util.spec_from_file_location("thumbnail", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+class Context:
+    aws_request_id = "bench"
+    def get_remaining_time_in_millis(self):
+        return 3000
+print(json.dumps(module.handler(json.loads(sys.argv[2]), Context())))
+"""
+
+DIRECT = """
+import importlib.util, json, socket, sys
+from shoal.functions import protocol
+spec = importlib.util.spec_from_file_location("thumbnail", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+class Context:
+    aws_request_id = "bench"
+sock = socket.socket(fileno=int(sys.argv[2]))
+reader = protocol.FrameReader(sock)
+while (frame := reader.read()) is not None:
+    result = module.handler(json.loads(frame[1]), Context())
+    protocol.send_frame(sock, {"op": "result"}, json.dumps(result).encode())
+"""
+
+IDLE_POOLS = """
+import asyncio, json, sys
+from pathlib import Path
+import uvloop
+import shoal.daemon.running  # what the daemon process imports
+from shoal.functions import Forkserver, FunctionPool, FunctionSpec
+from shoal.functions.handles import unique_memory
+
+def rss() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) * 1024 for l in status if l.startswith("VmRSS"))
+
+async def main(count: int, handler: str) -> None:
+    forkserver = Forkserver()
+    await forkserver.start()
+    pools = [
+        FunctionPool(FunctionSpec(name=f"f{i}", handler_file=Path(handler)),
+                     forkserver=forkserver, prewarm=False)
+        for i in range(count)
+    ]
+    for pool in pools:
+        await pool.start()
+    held = sum(len(p.snapshot().templates) + len(p.snapshot().instances) for p in pools)
+    print(json.dumps({"rss": rss(), "processes_held": held,
+                      "forkserver_uss": unique_memory(forkserver.pid or 0)}))
+    for pool in pools:
+        await pool.stop()
+    await forkserver.stop()
+
+uvloop.run(main(int(sys.argv[1]), sys.argv[2]))
+"""
+
+
+def ms(seconds: list[float]) -> str:
+    return f"p50 {median(seconds) * 1000:.2f} ms, p99 {percentile(seconds, 99) * 1000:.2f} ms"
+
+
+def spec(**fields: Any) -> FunctionSpec:
+    return FunctionSpec(name="thumbnail", handler_file=HANDLER, timeout=10.0, **fields)
+
+
+async def at_zero(pool: FunctionPool, settle: float = 0.02) -> None:
+    """Wait until the pool has no instance and its last one's process is gone."""
+    while pool.snapshot().instances:
+        await asyncio.sleep(0.002)
+    await asyncio.sleep(settle)
+
+
+async def cold_starts(run: Run, forkserver: Forkserver, sandbox: Sandbox) -> dict[str, Any]:
+    pool = FunctionPool(
+        spec(idle_timeout=0.02), forkserver=forkserver, sandbox=sandbox, app="bench"
+    )
+    deep = FunctionPool(
+        spec(idle_timeout=0.01),
+        forkserver=forkserver,
+        sandbox=sandbox,
+        app="bench",
+        prewarm=False,
+        template_idle_timeout=0.01,
+    )
+    await pool.start()
+    await deep.start()
+    fresh = [sys.executable, "-c", FRESH, str(HANDLER), json.dumps(EVENT)]
+    env = python_env()
+    cold: list[float] = []
+    deep_cold: list[float] = []
+    baseline: list[float] = []
+    rounds = run.pick(quick=60, full=200)
+    deep_rounds = run.pick(quick=20, full=60)
+    budget = time.monotonic() + run.pick(quick=14.0, full=300.0)
+    run_timed(fresh, env=env)  # warm the page cache for the baseline
+    for i in range(rounds):
+        await at_zero(pool)
+        started = time.perf_counter()
+        result = await pool.invoke(EVENT)
+        cold.append(time.perf_counter() - started)
+        assert result.ok and result.cold, result
+        baseline.append(run_timed(fresh, env=env))
+        if i < deep_rounds:
+            while deep.snapshot().templates or deep.snapshot().instances:
+                await asyncio.sleep(0.002)
+            await asyncio.sleep(0.02)
+            started = time.perf_counter()
+            result = await deep.invoke(EVENT)
+            deep_cold.append(time.perf_counter() - started)
+            assert result.ok and result.cold, result
+        if time.monotonic() > budget and len(cold) >= 50:
+            break
+    await pool.stop()
+    await deep.stop()
+    summary = f"cold {ms(cold)}; deep {ms(deep_cold)}; fresh {ms(baseline)}"
+    print(f"functions: {summary}", file=sys.stderr)
+    return {"cold": cold, "deep": deep_cold, "baseline": baseline}
+
+
+async def warm_and_uss(run: Run, forkserver: Forkserver, sandbox: Sandbox) -> dict[str, Any]:
+    pool = FunctionPool(spec(max_instances=50), forkserver=forkserver, sandbox=sandbox, app="bench")
+    await pool.start()
+    ours, theirs = socket.socketpair()
+    direct = subprocess.Popen(
+        [sys.executable, "-c", DIRECT, str(HANDLER), str(theirs.fileno())],
+        pass_fds=(theirs.fileno(),),
+        env=python_env({"PYTHONPATH": str(ROOT / "src")}),
+    )
+    theirs.close()
+    reader = protocol.FrameReader(ours)
+    body = json.dumps(EVENT).encode()
+    warm: list[float] = []
+    floor: list[float] = []
+    await pool.invoke(EVENT)
+    for i in range(run.pick(quick=600, full=3000)):
+        started = time.perf_counter()
+        await pool.invoke(EVENT)
+        warm.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        protocol.send_frame(ours, {"op": "invoke", "id": str(i)}, body)
+        assert reader.read() is not None
+        floor.append(time.perf_counter() - started)
+    count = run.pick(quick=10, full=20)
+    for _ in range(5):  # `count` instances, each warm: several invocations each
+        await asyncio.gather(*(pool.invoke(EVENT) for _ in range(count)))
+    pids = [i.pid for i in pool.snapshot().instances if i.pid is not None]
+    uss = [float(m) for m in (unique_memory(pid) for pid in pids) if m]
+    direct_uss = float(unique_memory(direct.pid) or 0)
+    ours.close()
+    direct.wait(timeout=10)
+    await pool.stop()
+    print(f"functions: warm {ms(warm)}; direct {ms(floor)}; {len(uss)} instances", file=sys.stderr)
+    return {"warm": warm, "floor": floor, "uss": uss, "direct_uss": direct_uss}
+
+
+async def burst(forkserver: Forkserver, sandbox: Sandbox, size: int = 200) -> dict[str, Any]:
+    pool = FunctionPool(
+        spec(max_instances=size, idle_timeout=0.05),
+        forkserver=forkserver,
+        sandbox=sandbox,
+        app="bench",
+        queue_size=0,
+    )
+    await pool.start()
+    await pool.invoke(EVENT)
+    await at_zero(pool, settle=0.2)
+    started = time.perf_counter()
+
+    async def one() -> tuple[bool, float]:
+        result = await pool.invoke(EVENT)
+        return result.ok, time.perf_counter() - started
+
+    outcomes = await asyncio.gather(*(one() for _ in range(size)))
+    instances = pool.metrics().instance_starts - 1
+    await pool.stop()
+    latencies = [t for _, t in outcomes]
+    print(f"functions: burst of {size}: {ms(latencies)}, {instances} instances", file=sys.stderr)
+    return {"ok": sum(ok for ok, _ in outcomes), "latencies": latencies, "instances": instances}
+
+
+def idle_daemon(count: int) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", IDLE_POOLS, str(count), str(HANDLER)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=python_env({"PYTHONPATH": str(ROOT / "src")}),
+        cwd=tempfile.gettempdir(),
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+async def measure_all(run: Run) -> dict[str, Any]:
+    sandbox = Sandbox.detect()
+    forkserver = Forkserver()
+    await forkserver.start()
+    try:
+        results = await cold_starts(run, forkserver, sandbox)
+        results.update(await warm_and_uss(run, forkserver, sandbox))
+        results["burst"] = await burst(forkserver, sandbox)
+    finally:
+        await forkserver.stop()
+    results["limits"] = "with memory cgroups" if sandbox.memory else "without memory cgroups"
+    return results
+
+
+def measure(run: Run) -> Iterator[Figure]:
+    """Cold/warm/burst through the pool, instance USS, and 1,000 idle pools' daemon RSS."""
+    r = uvloop.run(measure_all(run))
+    fresh = "fresh python3 per invocation"
+    note = f"examples/shop thumbnail, uvloop, {r['limits']}; scaled to zero between samples"
+    yield from_samples(
+        "cold start via pool, p50",
+        r["cold"],
+        stat="p50",
+        baseline=(fresh, r["baseline"]),
+        target=at_most(0.1, source=DESIGN),
+        note=note + "; DESIGN: >= 10x faster than the fresh process",
+    )
+    yield from_samples(
+        "cold start via pool, p50 (value)",
+        r["cold"],
+        stat="p50",
+        target=at_most(5, on="value", source=DESIGN),
+        note="first response from a function with no instance",
+    )
+    yield from_samples(
+        "cold start via pool, p99",
+        r["cold"],
+        stat="p99",
+        baseline=(fresh, r["baseline"]),
+        target=at_most(20, on="value", source=DESIGN),
+        note="nearest-rank p99",
+    )
+    yield from_samples(
+        "deep cold start via pool (template stopped too), p50",
+        r["deep"],
+        stat="p50",
+        baseline=(fresh, r["baseline"]),
+        target=at_most(0.5),
+        note="fork a template from the forkserver, import the handler, fork an instance",
+    )
+    overhead = [a - b for a, b in zip(r["warm"], r["floor"], strict=True)]
+    yield from_samples(
+        "warm invocation via pool, p50",
+        r["warm"],
+        stat="p50",
+        baseline=("the handler in a process called over a socketpair", r["floor"]),
+        note="invoke() on uvloop against a blocking round trip to a bare process",
+    )
+    yield from_samples(
+        "warm invocation overhead via pool, p50",
+        overhead,
+        stat="p50",
+        target=at_most(0.5, on="value"),
+        note="pool minus direct, paired samples (DESIGN sets 0.5 ms through the gateway)",
+    )
+    burst_result = r["burst"]
+    yield Figure(
+        name="burst: 200 concurrent first invocations, successes",
+        value=float(burst_result["ok"]),
+        unit="ok",
+        target=at_least(200, on="value", source=DESIGN),
+        samples=200,
+        note=f"max_instances 200; {burst_result['instances']} instances started (starts paced)",
+    )
+    yield from_samples(
+        "burst: 200 concurrent first invocations, p99",
+        burst_result["latencies"],
+        stat="p99",
+        target=at_most(150, on="value", source=DESIGN),
+        note="latency from the burst's start, scaled to zero before it",
+    )
+    yield from_samples(
+        "USS per warm instance, median",
+        r["uss"],
+        unit="MB",
+        scale=1 / (1 << 20),
+        baseline=("fresh python3 serving the same handler", [r["direct_uss"]]),
+        target=at_most(5, on="value", source=DESIGN),
+        note="Private_* of /proc/PID/smaps_rollup after several invocations each",
+    )
+    idle = [idle_daemon(1000) for _ in range(run.pick(quick=1, full=3))]
+    empty = [idle_daemon(0) for _ in range(len(idle))]
+    assert all(i["processes_held"] == 0 for i in idle)
+    yield from_samples(
+        "daemon RSS with 1,000 functions at zero",
+        [float(i["rss"]) for i in idle],
+        unit="MB",
+        scale=1 / (1 << 20),
+        baseline=("the same process with no function", [float(e["rss"]) for e in empty]),
+        target=at_most(150, on="value", source=DESIGN),
+        note=(
+            "imports shoal.daemon.running; pools hold no process; the forkserver's USS is "
+            f"{(idle[0]['forkserver_uss'] or 0) / (1 << 20):.1f} MB on top"
+        ),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main("functions", measure))

@@ -1,0 +1,207 @@
+"""The response side of an exchange: what comes back from the replica, on its way to the client.
+
+    UpstreamConnection.data_received ──head / data / done / upgrade──▶ the client's transport
+    UpstreamConnection.connection_lost ──lost──▶ a retry, a 502, or the end of a body
+    (invalid bytes from the replica) ──broken──▶ a 502, or a dropped client connection
+
+Functions of the :class:`~shoal.gateway.exchange.Exchange` they answer for, called by
+:class:`~shoal.gateway.upstreams.UpstreamConnection`. :func:`head` is the hot path: a usual
+response goes out as the replica wrote it, minus its ``Connection: keep-alive`` line, and (read
+whole in one go, as small responses are) returns its connection to the pool and ends the exchange
+without another call.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from httptools import HttpResponseParser
+
+from shoal.gateway.messages import CHUNKED, CLOSE, KEEP_ALIVE, LAST_CHUNK, raw_head
+
+if TYPE_CHECKING:
+    from shoal.gateway.exchange import Exchange
+    from shoal.gateway.upstreams import UpstreamConnection
+
+_CRLF = b"\r\n"
+# in a lower-cased head: a hop-by-hop header other than "Connection: keep-alive"
+_UNUSUAL = re.compile(
+    rb"\r\n(?:connection:(?! keep-alive\r\n)|keep-alive:|te:|trailer:|transfer-encoding:"
+    rb"|upgrade:|proxy-)"
+)
+
+
+def head(ex: Exchange, up: UpstreamConnection, buf: bytes) -> None:
+    """The upstream's response head is complete in ``buf``: send it, and the body so far.
+
+    The usual case goes out as it came, minus a ``Connection: keep-alive`` line: both sides
+    keep-alive HTTP/1.1, a final status, nothing else hop-by-hop in the head (and so no
+    Transfer-Encoding: the body is framed by its Content-Length, or there is none).
+    """
+    ex.status = up.status
+    conn = ex.conn
+    if (
+        up.keep_alive
+        and ex.keep_alive
+        and ex.http11
+        and buf[9] != 49  # not an interim "1xx" response first
+        and not ex.head_method
+        and not ex.close_after
+        and ex.upgrade is None
+        and not conn.discard
+        and not conn.gw.stopping
+    ):
+        end = buf.find(b"\r\n\r\n")
+        low = buf[: end + 2].lower()
+        if _UNUSUAL.search(low) is None and buf.startswith(b"HTTP/1.1 "):
+            cut = low.find(b"\r\nconnection: keep-alive\r\n")
+            conn.transport.write(buf if cut < 0 else buf[:cut] + buf[cut + 24 :])
+            ex.bytes_out = len(buf) - end - 4
+            if not up.done:
+                return
+            # the whole response in one read (the usual case): back to the pool, inline
+            ex.upstream = None
+            up.exchange = None
+            up.status = 0
+            up.done = False
+            pool = up.pool
+            if ex.req_done and not pool.closed and len(pool.idle) < pool.max_idle:
+                up.mark = pool.sweeps
+                pool.idle.append(up)
+                if pool.timer is None:
+                    pool.arm()
+                ex.finish()
+                return
+            _release(ex, up)
+            ex.finish()
+            return
+    _head(ex, up, buf)
+
+
+def _head(ex: Exchange, up: UpstreamConnection, buf: bytes) -> None:
+    status = ex.status
+    while buf[9:10] == b"1" and buf[9:12] != b"101":  # interim responses before it
+        buf = buf[buf.find(b"\r\n\r\n") + 4 :]
+    end = buf.find(b"\r\n\r\n")
+    head, has_length, chunked, _ = raw_head(buf[: end + 2])
+    rest = buf[end + 4 :]
+    extra = b""
+    if ex.head_method or status == 204 or status == 304:  # noqa: PLR1714
+        up.done = up.done or ex.head_method  # a HEAD response ends with its head
+        rest = b""
+    elif has_length:
+        pass
+    elif chunked:
+        extra = CHUNKED  # the chunks go through as they are
+    elif ex.http11:  # delimited by the end of the connection: chunk it for the client
+        ex.until_close = ex.chunk_out = True
+        extra = CHUNKED
+        if rest:
+            rest = b"%x\r\n%b\r\n" % (len(rest), rest)
+    else:
+        ex.until_close = ex.close_after = True
+    conn = ex.conn
+    if ex.upgrade is not None:
+        ex.close_after = True  # the client's parser is past an upgrade it did not get
+    if not ex.keep_alive or ex.close_after or conn.discard or conn.gw.stopping:
+        ex.close_after = True
+        extra += CLOSE
+    elif not ex.http11:
+        extra += KEEP_ALIVE
+    ex.bytes_out = len(rest)
+    conn.transport.write(b"".join((head, extra, _CRLF, rest)) if extra else head + _CRLF + rest)
+    if up.done:
+        done(ex, up)
+
+
+def data(ex: Exchange, data: bytes) -> None:
+    """Body bytes after the head: forwarded unchanged (or chunked, if delimited by close)."""
+    ex.bytes_out += len(data)
+    conn = ex.conn
+    if conn.lingering:
+        return
+    if ex.chunk_out:
+        conn.transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+    else:
+        conn.transport.write(data)
+
+
+def done(ex: Exchange, up: UpstreamConnection) -> None:
+    """The response is complete: the connection goes back to its pool, the exchange ends."""
+    if ex.chunk_out:
+        ex.conn.transport.write(LAST_CHUNK)
+    ex.upstream = None
+    up.exchange = None
+    up.status = 0
+    up.done = False
+    if ex.head_method:  # the parser still waits for the body a HEAD response announced
+        up.parser = HttpResponseParser(up)
+    _release(ex, up)
+    ex.finish()
+
+
+def _release(ex: Exchange, up: UpstreamConnection) -> None:
+    if ex.req_done:
+        up.pool.release(up)
+    else:  # the upstream answered before the whole body was sent: the connection is spent
+        up.abort()
+        ex.close_after = True
+
+
+def upgrade(ex: Exchange, up: UpstreamConnection, buf: bytes, offset: int) -> None:
+    """The upstream switched protocols: both connections become a raw tunnel."""
+    if up.status != 101 or ex.upgrade is None:
+        broken(ex, up, "the upstream switched protocols unasked")
+        return
+    head, _, _, upgrade = raw_head(buf[: buf.find(b"\r\n\r\n") + 2])
+    if upgrade is None:
+        broken(ex, up, "the upstream switched protocols without an Upgrade header")
+        return
+    ex.status = 101
+    conn = ex.conn
+    switch = b"Connection: Upgrade\r\nUpgrade: %b\r\n\r\n" % upgrade
+    conn.transport.write(b"".join((head, switch, buf[offset:])))
+    ex.upstream = None
+    endpoint, ex.endpoint = ex.endpoint, None
+    conn.start_tunnel(up, endpoint)
+    ex.finish()
+
+
+def lost(ex: Exchange, up: UpstreamConnection) -> None:
+    """The upstream connection closed while this exchange was using it."""
+    ex.upstream = None
+    if ex.finished:
+        return
+    if ex.status and ex.until_close:  # a body delimited by the end of the connection
+        if ex.chunk_out and not ex.conn.lingering:
+            ex.conn.transport.write(LAST_CHUNK)
+        ex.finish()
+        return
+    if ex.status == 0 and ex.replay is not None and not ex.retried:
+        ex.retried = True  # a stale keep-alive connection, or a replica that just died
+        ex.pending = [*ex.replay]
+        ex.pending_size = ex.replay_size
+        ex.replay = None
+        failed = ex.endpoint
+        ex.drop_endpoint()
+        ex.pick(failed)
+        return
+    if ex.status == 0:
+        ex.fail(502, "the upstream closed the connection before answering")
+    else:
+        ex.conn.abort()
+        ex.finish()
+
+
+def broken(ex: Exchange, up: UpstreamConnection, reason: str) -> None:
+    ex.upstream = None
+    up.abort()
+    if ex.status == 0:
+        ex.fail(502, reason)
+    else:
+        ex.conn.abort()
+        ex.finish()
+
+
+__all__ = ["broken", "data", "done", "head", "lost", "upgrade"]
