@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from shoal.api.models import InstanceRow, LogLine, Status
+from shoal.api.models import InstanceRow, InvokeResult, LogLine, Status
 from shoal.api.routes import ROUTES, build_app, openapi_document
 from shoal.errors import ManifestError, Problem, ShuttingDown, UnknownName
 
@@ -49,6 +50,13 @@ class Plane:
 
     def restart(self, name: str) -> None:
         raise RuntimeError("a bug")
+
+    async def invoke(self, name: str, event: Any) -> InvokeResult:
+        if name != "fn":
+            raise UnknownName(f"no function named {name!r}")
+        return InvokeResult(
+            function=name, request_id="r1", ok=True, status="ok", payload=event, report="REPORT"
+        )
 
     def apply(self) -> dict[str, str]:
         raise ManifestError([Problem("shoal.yaml", 3, 1, "name", "bad")])
@@ -108,6 +116,12 @@ async def test_errors_are_json_with_the_right_status(server: tuple[str, Plane]) 
             assert r.status == 422 and data["problems"] == ["shoal.yaml:3:1: name: bad"]
         async with http.post(f"{url}/v1/services/web/restart") as r:
             assert r.status == 500 and (await r.json())["error"] == "internal_error"
+        async with http.post(f"{url}/v1/functions/fn/invoke", json={"a": 1}) as r:
+            assert r.status == 200 and (await r.json())["payload"] == {"a": 1}
+        async with http.post(f"{url}/v1/functions/fn/invoke", data=b"{nope") as r:
+            assert r.status == 400
+        async with http.post(f"{url}/v1/functions/other/invoke", json={}) as r:
+            assert r.status == 404
         async with http.get(f"{url}/v1/logs?since=abc") as r:
             assert r.status == 400
         async with http.get(f"{url}/v1/nothing") as r:

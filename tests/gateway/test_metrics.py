@@ -82,14 +82,15 @@ class FakeLoop:
 def test_access_log_batches() -> None:
     got: list[str] = []
     loop = FakeLoop()
-    access = AccessLog(got.append, cast(asyncio.AbstractEventLoop, loop), limit=3)
+    access = AccessLog(got.append, cast(asyncio.AbstractEventLoop, loop))
     entry = (b"GET", b"/", 200, 2, 0.001, b"s#0")
-    access.add(entry)
-    access.add(entry)
+    for _ in range(3):
+        access.add(entry)
     assert got == [] and len(loop.scheduled) == 1  # one flush scheduled for the batch
-    access.add(entry)  # the limit: flushed at once
-    assert len(got) == 1 and got[0].count("\n") == 2
+    loop.scheduled[0]._run()
+    assert len(got) == 1 and got[0].count("\n") == 2  # one call, three lines
     access.add(entry)
+    assert len(loop.scheduled) == 2  # the next batch has its own flush
     access.flush()
     assert len(got) == 2
     access.flush()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.api.endpoint import Endpoint, discover
-from shoal.api.models import ApplyResult, InstanceRow, LogLine, ScaleResult, Status
+from shoal.api.models import ApplyResult, InstanceRow, InvokeResult, LogLine, ScaleResult, Status
 from shoal.errors import ApiError, DaemonNotRunning
 
 
@@ -91,6 +91,10 @@ class Client:
     def scale(self, name: str, replicas: int) -> ScaleResult:
         path = f"/v1/services/{urllib.parse.quote(name)}/scale"
         return ScaleResult.model_validate(self._call("POST", path, {"replicas": replicas}))
+
+    def invoke(self, name: str, event: Any) -> InvokeResult:
+        path = f"/v1/functions/{urllib.parse.quote(name)}/invoke"
+        return InvokeResult.model_validate(self._call("POST", path, event))
 
     def restart(self, name: str) -> None:
         self._call("POST", f"/v1/services/{urllib.parse.quote(name)}/restart")

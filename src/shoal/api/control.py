@@ -7,9 +7,9 @@ not know how the daemon is put together.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
-from shoal.api.models import InstanceRow, LogLine, Status
+from shoal.api.models import InstanceRow, InvokeResult, LogLine, Status
 
 
 class ControlPlane(Protocol):
@@ -24,6 +24,8 @@ class ControlPlane(Protocol):
     def follow_logs(self, sources: list[str] | None) -> AsyncIterator[LogLine]: ...
 
     def scale(self, name: str, replicas: int) -> None: ...
+
+    async def invoke(self, name: str, event: Any) -> InvokeResult: ...
 
     def restart(self, name: str) -> None: ...
 

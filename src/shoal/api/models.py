@@ -6,7 +6,7 @@ in :mod:`shoal.api.routes`, so it cannot drift from what the server does.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -74,6 +74,17 @@ class Accepted(Body):
     message: str = ""
 
 
+class InvokeResult(Body):
+    """A function's answer to ``shoal invoke``: its result (or Lambda's error shape) and REPORT."""
+
+    function: str
+    request_id: str
+    ok: bool
+    status: str = Field(description="ok, error, timeout, oom, crash, throttled")
+    payload: Any = Field(description="What the handler returned, or the error shape.")
+    report: str = Field(description="Lambda's REPORT line for this invocation.")
+
+
 class LogLine(Body):
     """One log record; ``/v1/logs`` streams these as newline-delimited JSON."""
 
@@ -87,6 +98,7 @@ __all__ = [
     "ApplyResult",
     "ErrorBody",
     "InstanceRow",
+    "InvokeResult",
     "LogLine",
     "ScaleRequest",
     "ScaleResult",

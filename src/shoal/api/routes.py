@@ -24,6 +24,7 @@ from shoal.api.models import (
     ApplyResult,
     ErrorBody,
     InstanceRow,
+    InvokeResult,
     LogLine,
     ScaleRequest,
     ScaleResult,
@@ -118,6 +119,16 @@ async def scale(request: web.Request) -> web.StreamResponse:
     return _json(ScaleResult(name=name, replicas=body.replicas))
 
 
+async def invoke(request: web.Request) -> web.StreamResponse:
+    raw = await request.read()
+    try:
+        event = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        return _error(400, "invalid_request", "the body must be the event, as JSON")
+    result = await _control(request).invoke(request.match_info["name"], event)
+    return _json(result)
+
+
 async def restart(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     _control(request).restart(name)
@@ -206,6 +217,13 @@ ROUTES: tuple[Route, ...] = (
         shutdown,
         response=Accepted,
         status=202,
+    ),
+    Route(
+        "POST",
+        "/v1/functions/{name}/invoke",
+        "Invoke a function with the request body as its event.",
+        invoke,
+        response=InvokeResult,
     ),
     Route("GET", "/metrics", "Prometheus metrics: gateway routes, instances.", metrics),
     Route("GET", "/v1/openapi.json", "This document.", openapi),

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "scale": "shoal.cli.operating:scale",
     "restart": "shoal.cli.operating:restart",
     "apply": "shoal.cli.operating:apply",
+    "invoke": "shoal.cli.operating:invoke",
 }
 """Every command, imported only when called: `shoal --version` loads no pydantic or aiohttp."""
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from typing import IO
+
 import click
 
 from shoal.cli.client import client_for
 from shoal.cli.common import manifest_option, settings_of, stdout
-from shoal.errors import UsageError
+from shoal.errors import ExitCode, UsageError
 from shoal.manifest import load_manifest
 
 
@@ -49,6 +52,37 @@ def restart(ctx: click.Context, file: str | None, name: str) -> None:
 
 @click.command()
 @manifest_option
+@click.argument("name")
+@click.option("--data", default=None, help="The event, as JSON (default: {}).")
+@click.option(
+    "--file", "event_file", type=click.File("rb"), default=None, help="Read the event from a file."
+)
+@click.pass_context
+def invoke(
+    ctx: click.Context,
+    *,
+    file: str | None,
+    name: str,
+    data: str | None,
+    event_file: IO[bytes] | None,
+) -> None:
+    """Invoke a function: print its result (or Lambda's error shape) and the REPORT line."""
+    if data is not None and event_file is not None:
+        raise UsageError("give --data or --file, not both")
+    raw = event_file.read() if event_file is not None else (data or "{}").encode()
+    try:
+        event = json.loads(raw)
+    except ValueError as exc:
+        raise UsageError(f"the event is not JSON: {exc}") from None
+    result = client_for(file, timeout=None).invoke(name, event)
+    click.echo(json.dumps(result.payload, indent=2))
+    click.echo(result.report, err=True)
+    if not result.ok:
+        ctx.exit(ExitCode.FAILURE)
+
+
+@click.command()
+@manifest_option
 @click.pass_context
 def apply(ctx: click.Context, file: str | None) -> None:
     """Re-read the manifest and roll only what changed."""
@@ -61,4 +95,4 @@ def apply(ctx: click.Context, file: str | None) -> None:
         console.print(f"{name}: {change}")
 
 
-__all__ = ["apply", "parse_scale", "restart", "scale"]
+__all__ = ["apply", "invoke", "parse_scale", "restart", "scale"]

@@ -5,14 +5,17 @@ seen as the API's rows.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from shoal import __version__
-from shoal.api.models import InstanceRow, LogLine, ServiceStatus, Status
-from shoal.errors import ShuttingDown
+from shoal.api.models import InstanceRow, InvokeResult, LogLine, ServiceStatus, Status
+from shoal.daemon.functioning import Functions
+from shoal.errors import ShuttingDown, UnknownName
 from shoal.logs import LogStore
 from shoal.manifest import Project, load_manifest
 from shoal.supervisor.reconciling import Supervisor
@@ -37,6 +40,7 @@ class Plane:
         on_shutdown: Callable[[], None],
         on_apply: Callable[[Project], None] = lambda project: None,
         metrics: Callable[[], str] = lambda: "",
+        functions: Functions | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.manifest_file = manifest_file
@@ -45,6 +49,7 @@ class Plane:
         self._on_shutdown = on_shutdown
         self._on_apply = on_apply
         self._metrics = metrics
+        self.functions = functions
         self._clock = clock
         self.started_at = clock()
         self.closing = False  # set once shutdown starts: changes are refused from then on
@@ -101,7 +106,23 @@ class Plane:
                     reason=reason,
                 )
             )
+        if self.functions is not None:
+            rows += self.functions.rows()
         return rows
+
+    async def invoke(self, name: str, event: Any) -> InvokeResult:
+        self._open_for_changes()
+        if self.functions is None:
+            raise UnknownName(f"no function named {name!r}")
+        result = await self.functions.invoke(name, event)
+        return InvokeResult(
+            function=name,
+            request_id=result.request_id,
+            ok=result.ok,
+            status=result.status,
+            payload=json.loads(result.payload) if result.payload else None,
+            report=result.report_line(),
+        )
 
     def read_logs(
         self, sources: list[str] | None, since: float | None, tail: int | None

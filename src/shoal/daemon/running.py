@@ -3,7 +3,8 @@
 Start: (1) take the folder's lock, (2) open the store and record the manifest revision, (3) start
 the log store, (4) serve the control API on 127.0.0.1 and publish its URL, token and pid,
 (5) open the gateway (requests for a service not ready yet wait, bounded), (6) start the
-supervisor, which adopts what a previous daemon left and reconciles.
+function templates, (7) start the supervisor, which adopts what a previous daemon left and
+reconciles.
 
 Shutdown, on SIGINT/SIGTERM or ``POST /v1/shutdown`` (a second signal forces):
   1. stop accepting changes (scale/apply/restart answer 409 from now on)
@@ -31,6 +32,7 @@ from aiohttp import web
 
 from shoal.api import endpoint
 from shoal.api.routes import build_app
+from shoal.daemon.functioning import Functions
 from shoal.daemon.gatewaying import GatewayLink
 from shoal.daemon.locking import DaemonLock
 from shoal.daemon.plane import Plane
@@ -104,11 +106,13 @@ async def run(
         for notice in not_run_yet(project):
             logs.append("shoal", notice)
         link: GatewayLink | None = None
+        functions = Functions(project, store, logs)
         gateway = Gateway(
             project.manifest.gateway,
             compile_routes(project.manifest),
             access_log=lambda text: logs.append("gateway", text),
             on_demand=lambda name: link.on_demand(name) if link is not None else None,
+            functions=functions.hook,
         )
         supervisor = Supervisor(project, store, logs, runtimes, drainer=gateway.drain)
         link = GatewayLink(gateway, supervisor)
@@ -120,6 +124,7 @@ async def run(
             on_shutdown=stop.set,
             on_apply=lambda new: gateway.set_routes(compile_routes(new.manifest)),
             metrics=gateway.metrics,
+            functions=functions,
         )
         token = endpoint.new_token(state)  # (4)
         runner = web.AppRunner(build_app(plane, token), access_log=None, handle_signals=False)
@@ -140,7 +145,8 @@ async def run(
                 "set gateway.port in the manifest (another shoal or server may hold it)"
             ) from exc
         logs.append("shoal", f"gateway on http://{gw.host}:{gateway.port}")
-        await supervisor.start()  # (6)
+        await functions.start()  # (6) templates import their handlers now: errors show at once
+        await supervisor.start()  # (7)
         link.start()
         daemon = Daemon(project, state, url, plane, supervisor, logs, stop, forced)
         if on_started is not None:
@@ -153,7 +159,8 @@ async def run(
         logs.append("shoal", "shutting down: stopping every instance")
         await link.stop()
         await gateway.stop()  # 3a. stop accepting; requests in flight finish
-        stopping = asyncio.create_task(supervisor.shutdown(), name="supervisor:shutdown")  # 3b.
+        await functions.stop()  # 3b. function instances and templates
+        stopping = asyncio.create_task(supervisor.shutdown(), name="supervisor:shutdown")  # 3c.
         forced_wait = asyncio.create_task(forced.wait(), name="shutdown:force-watch")
         await asyncio.wait({stopping, forced_wait}, return_when=asyncio.FIRST_COMPLETED)
         if forced.is_set() and not stopping.done():
@@ -184,9 +191,13 @@ def not_run_yet(project: Project) -> list[str]:
     plainly at start, never skipped silently)."""
     m = project.manifest
     out = []
-    if m.functions:
+    triggered = [
+        name for name, fn in m.functions.items() if any(t.schedule or t.event for t in fn.triggers)
+    ]
+    if triggered:
         out.append(
-            f"not run yet: functions {', '.join(m.functions)} (the function runtime is coming)"
+            f"not run yet: schedule and event triggers of {', '.join(triggered)} "
+            "(the scheduler and event bus are coming; HTTP triggers and shoal invoke work)"
         )
     scheduled = [name for name, job in m.jobs.items() if job.schedule]
     if scheduled:

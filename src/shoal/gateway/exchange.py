@@ -76,6 +76,7 @@ class Exchange:
         "parts",
         "pending",
         "pending_size",
+        "plain",
         "replay",
         "replay_size",
         "req_done",
@@ -115,6 +116,7 @@ class Exchange:
         self.head_method = False
         self.body_in = 0
         self.req_done = False
+        self.plain = False  # keep-alive HTTP/1.1, not HEAD, no upgrade: the fast paths apply
         # routing, the replica, retries, holding, functions
         self.rule: Rule | None = None
         self.stats: RouteStats | None = None
@@ -415,19 +417,18 @@ class Exchange:
         status = self.status
         stats.codes[status // 100 if status < 600 else 5] += 1
         stats.buckets[bisect_left(BUCKETS, seconds)] += 1
-        stats.count += 1
         stats.sum += seconds
         access = gw.access
         if access is not None:
             entries = access.entries
             upstream = served.name if served is not None else b"-"
             entries.append((self.method, self.target, status, self.bytes_out, seconds, upstream))
-            if len(entries) == 1 or len(entries) >= access.limit:
+            if len(entries) == 1:
                 access.added()
         if (  # the usual end: nothing queued behind, the connection stays for the next request
             conn.current is self
+            and self.plain
             and not self.close_after
-            and self.keep_alive
             and not conn.queue
             and not conn.special
             and not gw.stopping

@@ -28,21 +28,24 @@ CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 class RouteStats:
     """Counters of one route (or of unrouted requests)."""
 
-    __slots__ = ("buckets", "codes", "count", "in_flight", "route", "sum", "target")
+    __slots__ = ("buckets", "codes", "in_flight", "route", "sum", "target")
 
     def __init__(self, route: str, target: str) -> None:
         self.route = route
         self.target = target
         self.codes = [0, 0, 0, 0, 0, 0]  # by status // 100; index 0 is unused
         self.buckets = [0] * (len(BUCKETS) + 1)
-        self.count = 0
         self.sum = 0.0
         self.in_flight = 0
+
+    @property
+    def count(self) -> int:
+        """Requests observed (the hot path only fills buckets: this is their sum)."""
+        return sum(self.buckets)
 
     def observe(self, status: int, seconds: float) -> None:
         self.codes[status // 100 if status < 600 else 5] += 1
         self.buckets[bisect_left(BUCKETS, seconds)] += 1
-        self.count += 1
         self.sum += seconds
 
 
@@ -119,40 +122,35 @@ Entry = tuple[bytes, bytes, int, int, float, bytes]
 class AccessLog:
     """Collects one tuple per request and formats them in batches, off the request's path.
 
-    A batch is flushed ``interval`` seconds after its first entry, or at once at ``limit``
-    entries (small batches: a long one would stall every request behind it, and show in the p99);
-    :meth:`flush` also runs when the gateway stops. Lines are built as bytes with one
+    A batch is flushed ``interval`` seconds after its first entry: a short interval keeps batches
+    small (a long one would stall every request behind it, and show in the p99); :meth:`flush`
+    also runs when the gateway stops. Lines are built as bytes with one
     ``%`` each and decoded once per batch. A failing sink is logged, once.
     """
 
-    __slots__ = ("_handle", "_loop", "_sink", "_warned", "entries", "interval", "limit")
+    __slots__ = ("_handle", "_loop", "_sink", "_warned", "entries", "interval")
 
     def __init__(
         self,
         sink: AccessSink,
         loop: asyncio.AbstractEventLoop,
         interval: float = 0.01,
-        limit: int = 64,
     ) -> None:
         self._sink = sink
         self._loop = loop
         self.interval = interval
-        self.limit = limit
         self.entries: list[Entry] = []
         self._handle: asyncio.TimerHandle | None = None
         self._warned = False
 
     def add(self, entry: Entry) -> None:
         self.entries.append(entry)
-        self.added()
+        if len(self.entries) == 1:
+            self.added()
 
     def added(self) -> None:
-        """Call after appending to :attr:`entries` (the gateway appends inline)."""
-        count = len(self.entries)
-        if count >= self.limit:
-            self.flush()
-        elif count == 1:
-            self._handle = self._loop.call_later(self.interval, self.flush)
+        """Call once a batch's first entry is in :attr:`entries` (the gateway appends inline)."""
+        self._handle = self._loop.call_later(self.interval, self.flush)
 
     def flush(self) -> None:
         if self._handle is not None:

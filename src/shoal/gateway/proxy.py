@@ -365,6 +365,13 @@ class ClientConnection(asyncio.Protocol):
                 parts += (b"Connection: Upgrade\r\nUpgrade: ", ex.upgrade, _CRLF)
             parts.append(_CRLF)
             ex.head = b"".join(parts)
+            ex.plain = (
+                keep_alive
+                and ex.http11
+                and not ex.head_method
+                and ex.upgrade is None
+                and not ex.close_after
+            )
         if ex is self.current:
             ex.dispatch()
 

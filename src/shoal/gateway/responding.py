@@ -43,12 +43,9 @@ def head(ex: Exchange, up: UpstreamConnection, buf: bytes) -> None:
     conn = ex.conn
     if (
         up.keep_alive
-        and ex.keep_alive
-        and ex.http11
+        and ex.plain
         and buf[9] != 49  # not an interim "1xx" response first
-        and not ex.head_method
         and not ex.close_after
-        and ex.upgrade is None
         and not conn.discard
         and not conn.gw.stopping
     ):

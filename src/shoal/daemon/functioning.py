@@ -1,0 +1,147 @@
+"""The daemon's functions: one forkserver, a pool per function, and the doors into them.
+
+gateway  ──FunctionRequest──▶ hook() ──API GW v2 event──▶ pool.invoke ──▶ HTTP response
+API/CLI  ──invoke(name, event)──────────────────────────▶ pool.invoke ──▶ result + REPORT
+every invocation ──▶ store (invocations) and the function's log (REPORT line)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from shoal.api.models import InstanceRow
+from shoal.errors import UnknownName
+from shoal.functions import Forkserver, FunctionPool, FunctionSpec, InvocationResult, shapes
+from shoal.gateway.invoking import FunctionRequest, FunctionResponse
+from shoal.logs import LogStore
+from shoal.manifest import Project
+from shoal.runtimes.sandbox import Sandbox
+from shoal.store import Store
+
+
+class Functions:
+    """Every function of the manifest, ready to be invoked."""
+
+    def __init__(self, project: Project, store: Store, logs: LogStore) -> None:
+        self.project = project
+        self.store = store
+        self.logs = logs
+        self.forkserver = Forkserver(log_path=logs.raw_path("functions"))
+        self.sandbox = Sandbox.detect()
+        self.pools: dict[str, FunctionPool] = {}
+
+    async def start(self) -> None:
+        if not self.project.manifest.functions:
+            return
+        self.logs.register("functions", self.logs.raw_path("functions"))
+        await self.forkserver.start()
+        for name, function in self.project.manifest.functions.items():
+            self.logs.register(name, self.logs.raw_path(name))
+            pool = FunctionPool(
+                FunctionSpec.from_manifest(name, function, self.project.root),
+                forkserver=self.forkserver,
+                sandbox=self.sandbox,
+                app=self.project.manifest.name,
+                log_path=self.logs.raw_path(name),
+                on_invocation=self._recorded,
+                on_log=self._logger(name),
+            )
+            await pool.start()
+            self.pools[name] = pool
+
+    async def stop(self) -> None:
+        for pool in self.pools.values():
+            await pool.stop()
+        self.pools.clear()
+        if self.project.manifest.functions:
+            await self.forkserver.stop()
+
+    def _logger(self, name: str) -> Callable[[str], None]:
+        def write(text: str) -> None:
+            self.logs.append(name, text)
+
+        return write
+
+    def _recorded(self, result: InvocationResult) -> None:
+        self.store.record_invocation(result.record())
+        self.logs.append(result.function, result.report_line())
+
+    def pool(self, name: str) -> FunctionPool:
+        pool = self.pools.get(name)
+        if pool is None:
+            known = ", ".join(sorted(self.pools)) or "none"
+            raise UnknownName(f"no function named {name!r} (functions: {known})")
+        return pool
+
+    async def invoke(self, name: str, event: Any) -> InvocationResult:
+        return await self.pool(name).invoke(event)
+
+    async def hook(self, request: FunctionRequest) -> FunctionResponse:
+        """An HTTP trigger: the API Gateway v2 event in, its response mapping out."""
+        pool = self.pools.get(request.function)
+        if pool is None:
+            answer = shapes.gateway_error(404, "Not Found")
+        else:
+            event = shapes.http_event(
+                method=request.method,
+                raw_path=request.path,
+                raw_query=request.query,
+                headers=request.headers,
+                body=request.body,
+                source_ip=request.client_ip,
+                request_id=request.request_id,
+                now=time.time(),
+            )
+            result = await pool.invoke(event, request_id=request.request_id)
+            if result.error is None:
+                answer = shapes.http_response(result.payload)
+            else:
+                message = {429: "Too Many Requests", 504: "Endpoint request timed out"}.get(
+                    result.error.http_status, "Internal Server Error"
+                )
+                answer = shapes.gateway_error(result.error.http_status, message)
+        return FunctionResponse(answer.status, tuple(answer.headers), answer.body)
+
+    def rows(self) -> list[InstanceRow]:
+        """Templates and instances, as ``shoal ps`` rows."""
+        rows: list[InstanceRow] = []
+        for name, pool in sorted(self.pools.items()):
+            snap = pool.snapshot()
+            for template in snap.templates:
+                rows.append(
+                    InstanceRow(
+                        kind="template",
+                        name=name,
+                        instance=template.generation,
+                        runtime="function",
+                        state=template.state,
+                        ready=template.pid is not None,
+                        pid=template.pid,
+                        port=None,
+                        restarts=0,
+                        uptime=None,
+                        reason=template.error,
+                    )
+                )
+            for inst in snap.instances:
+                rows.append(
+                    InstanceRow(
+                        kind="function",
+                        name=name,
+                        instance=inst.ordinal,
+                        runtime="function",
+                        state=inst.state,
+                        ready=inst.state in ("busy", "idle"),
+                        pid=inst.pid,
+                        port=None,
+                        restarts=0,
+                        uptime=None,
+                        reason=f"{inst.invocations} invocations",
+                    )
+                )
+        return rows
+
+
+__all__ = ["Functions"]

@@ -1,0 +1,59 @@
+"""Functions in the daemon: HTTP triggers through the gateway, `shoal invoke`, errors mapped."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.daemon.conftest import Project
+
+pytestmark = pytest.mark.timeout(60)
+
+HANDLER = """
+import time
+
+
+def handler(event, context):
+    if event.get("queryStringParameters", {}).get("boom") or event.get("boom"):
+        raise ValueError("boom")
+    if event.get("sleep"):
+        time.sleep(event["sleep"])
+    return {"statusCode": 201, "headers": {"x-fn": context.function_name}, "body": "made"}
+"""
+
+
+def test_http_trigger_invoke_and_errors(project: Project) -> None:
+    (project.root / "fn.py").write_text(HANDLER)
+    project.write("""
+        name: demo
+        functions:
+          maker:
+            handler: fn.py:handler
+            timeout: 1s
+            triggers:
+              - http: {path: /make}
+    """)
+    project.shoal("up", "-d", check=True)
+    base = f"http://127.0.0.1:{project.gateway_port}"
+    with urllib.request.urlopen(f"{base}/make", timeout=10) as r:
+        assert r.status == 201 and r.headers["x-fn"] == "maker" and r.read() == b"made"
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(f"{base}/make?boom=1", timeout=10)
+    assert info.value.code == 500
+    info.value.close()
+    ok = project.shoal("invoke", "maker", "--data", "{}")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["statusCode"] == 201
+    assert "REPORT RequestId:" in ok.stderr and "Billed Duration" in ok.stderr
+    kinds = {r["kind"] for r in project.ps()}
+    assert {"template", "function"} <= kinds  # the warm instance stays until idle_timeout
+    bad = project.shoal("invoke", "maker", "--data", '{"boom": true}')
+    assert bad.returncode == 1
+    assert json.loads(bad.stdout)["errorType"] == "ValueError"
+    slow = project.shoal("invoke", "maker", "--data", '{"sleep": 5}')
+    assert slow.returncode == 1 and "timed out" in slow.stdout.lower() + slow.stderr.lower()
+    missing = project.shoal("invoke", "nope")
+    assert missing.returncode == 3
+    assert "REPORT RequestId:" in project.shoal("logs", "maker").stdout
