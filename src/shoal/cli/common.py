@@ -53,23 +53,22 @@ def settings_of(ctx: click.Context) -> Settings:
     return obj if isinstance(obj, Settings) else Settings()
 
 
-def stdout(settings: Settings) -> Console:
+def _console(settings: Settings, *, to_stderr: bool) -> Console:
     return Console(
+        stderr=to_stderr,
         no_color=settings.output.color is False or "NO_COLOR" in os.environ,
         force_terminal=settings.output.color or None,
         highlight=False,
         soft_wrap=True,
     )
+
+
+def stdout(settings: Settings) -> Console:
+    return _console(settings, to_stderr=False)
 
 
 def stderr(settings: Settings) -> Console:
-    return Console(
-        stderr=True,
-        no_color=settings.output.color is False or "NO_COLOR" in os.environ,
-        force_terminal=settings.output.color or None,
-        highlight=False,
-        soft_wrap=True,
-    )
+    return _console(settings, to_stderr=True)
 
 
 __all__ = ["FILE_KEY", "file_only_option", "manifest_option", "settings_of", "stderr", "stdout"]

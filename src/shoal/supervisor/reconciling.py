@@ -164,18 +164,6 @@ class Supervisor:
                     task.cancel()
                 await asyncio.gather(*inst.tasks, return_exceptions=True)
 
-    async def detach(self) -> None:
-        """Stop supervising but leave instances running (tests of adoption; crash-like exit)."""
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
-        for inst in self.instances.values():
-            await self._stop_prober(inst)
-            for task in list(inst.tasks):
-                task.cancel()
-            await asyncio.gather(*inst.tasks, return_exceptions=True)
-
     async def kill_all(self) -> None:
         """SIGKILL every instance's process group at once (a forced shutdown)."""
         for inst in list(self.instances.values()):
@@ -399,7 +387,7 @@ class Supervisor:
 
     async def _stop(self, inst: Instance, reason: str) -> None:
         self._changed()  # out of rotation first
-        drain = self._update_of(inst.name)
+        drain = self._drain_of(inst.name)
         await self._drainer(inst.name, inst.ordinal, drain)
         handle = inst.handle
         if handle is None:
@@ -413,7 +401,7 @@ class Supervisor:
         if inst.handle is handle:
             self._ended(inst, exit_)
 
-    def _update_of(self, name: str) -> float:
+    def _drain_of(self, name: str) -> float:
         service = service_of(self.project, name)
         return service.update.drain if service is not None else 0.0
 
