@@ -28,8 +28,12 @@ up: $(VENV)/.installed
 	$(BIN)/shoal up -f $(EXAMPLE)
 
 ## make test: install what the tests need, then lint, types, import contracts and the whole suite.
+# System packages of the backend suites (apt-get, as root on Debian), one line per backend.
+TEST_PACKAGES_CONTAINERS :=
+TEST_PACKAGES_VMS :=
+TEST_PACKAGES_EXPORTERS :=
 deps: $(VENV)/.installed-dev
-	@scripts/install-test-deps
+	@scripts/install-test-deps $(TEST_PACKAGES_CONTAINERS) $(TEST_PACKAGES_VMS) $(TEST_PACKAGES_EXPORTERS)
 
 lint: deps
 	$(BIN)/ruff check src tests bench

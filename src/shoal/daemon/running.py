@@ -59,6 +59,19 @@ class Runtimes:
             self._loaded[name] = load_runtime(name)
         return self._loaded[name]
 
+    async def prepare(self, project: Project, progress: Callable[[str], None]) -> None:
+        """Let each runtime get ready for its services before any starts (build container
+        images, bake VM images: slow steps that report ``progress`` lines). A runtime opts in
+        with ``async def prepare(project, services: list[str], progress)``; ``start`` must still
+        work without it (an ``apply`` may bring a new build), so this only moves the wait and its
+        progress to the front."""
+        for name, runtime in self._loaded.items():
+            prepare = getattr(runtime, "prepare", None)
+            if prepare is None:
+                continue
+            services = sorted(n for n, s in project.manifest.services.items() if s.runtime == name)
+            await prepare(project, services, progress)
+
     async def close(self) -> None:
         for runtime in self._loaded.values():
             await runtime.close()
@@ -146,7 +159,8 @@ async def run(
             ) from exc
         logs.append("shoal", f"gateway on http://{gw.host}:{gateway.port}")
         await functions.start()  # (6) templates import their handlers now: errors show at once
-        await supervisor.start()  # (7)
+        await runtimes.prepare(project, lambda text: logs.append("shoal", text))  # (7) images
+        await supervisor.start()  # (8)
         link.start()
         daemon = Daemon(project, state, url, plane, supervisor, logs, stop, forced)
         if on_started is not None:
