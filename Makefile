@@ -29,11 +29,12 @@ up: $(VENV)/.installed
 
 ## make test: install what the tests need, then lint, types, import contracts and the whole suite.
 # System packages of the backend suites (apt-get, as root on Debian), one line per backend.
-TEST_PACKAGES_CONTAINERS :=
+TEST_PACKAGES_CONTAINERS := docker.io busybox-static mmdebstrap
 TEST_PACKAGES_VMS :=
 TEST_PACKAGES_EXPORTERS :=
 deps: $(VENV)/.installed-dev
 	@scripts/install-test-deps $(TEST_PACKAGES_CONTAINERS) $(TEST_PACKAGES_VMS) $(TEST_PACKAGES_EXPORTERS)
+	@scripts/start-dockerd
 
 lint: deps
 	$(BIN)/ruff check src tests bench
