@@ -36,6 +36,28 @@ def manifest_option(func: F) -> F:
     )(func)
 
 
+def profile_option(func: F) -> F:
+    """``--profile NAME`` (repeatable): also run the services of these profiles (``*``: all).
+
+    The choice is put in ``SHOAL_PROFILES`` for the rest of the process, so a detached daemon
+    and its later ``apply`` reloads keep the same set."""
+
+    def remember(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> None:
+        if value:
+            os.environ["SHOAL_PROFILES"] = ",".join(value)
+
+    return click.option(
+        "--profile",
+        "profiles",
+        multiple=True,
+        metavar="NAME",
+        expose_value=False,
+        is_eager=True,
+        callback=remember,
+        help="Also run services of this profile (repeatable; * for all; env SHOAL_PROFILES).",
+    )(func)
+
+
 def file_only_option(func: F) -> F:
     """``--file FILE`` without the short form (for ``shoal logs``, where ``-f`` follows)."""
     return click.option(

@@ -17,7 +17,7 @@ from shoal.api.client import Client
 from shoal.api.endpoint import discover, read_pid
 from shoal.api.models import LogLine
 from shoal.cli.client import state_for
-from shoal.cli.common import manifest_option, settings_of, stdout
+from shoal.cli.common import manifest_option, profile_option, settings_of, stdout
 from shoal.cli.inspecting import ps_table, render_line
 from shoal.daemon import detached
 from shoal.daemon.leftovers import stop_leftovers
@@ -29,6 +29,7 @@ from shoal.manifest import load_manifest
 
 @click.command()
 @manifest_option
+@profile_option
 @click.option(
     "-d", "--detach", is_flag=True, help="Run in the background; return once all are ready."
 )
@@ -44,6 +45,11 @@ def up(ctx: click.Context, file: str | None, detach: bool, wait_timeout: float) 
     """Run the app on this machine (foreground; Ctrl-C stops everything, twice forces)."""
     project = load_manifest(file)
     console = stdout(settings_of(ctx))
+    if project.left_out:
+        console.print(
+            f"left out (their profiles are not active): {', '.join(project.left_out)}; "
+            "add --profile NAME to run them"
+        )
     if detach:
         outcome = detached.start(project, timeout=wait_timeout, progress=console.print)
         if outcome.failures:

@@ -8,13 +8,14 @@ from collections.abc import Mapping
 import click
 from rich.table import Table
 
-from shoal.cli.common import manifest_option, settings_of, stdout
+from shoal.cli.common import manifest_option, profile_option, settings_of, stdout
 from shoal.manifest import Manifest, Project, json_schema, load_manifest, markdown_reference
 from shoal.manifest.units import format_duration, format_size
 
 
 @click.command()
 @manifest_option
+@profile_option
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing when the manifest is valid.")
 @click.pass_context
 def validate(ctx: click.Context, file: str | None, quiet: bool) -> None:
@@ -38,6 +39,11 @@ def validate(ctx: click.Context, file: str | None, quiet: bool) -> None:
         f"gateway on {m.gateway.host}:{m.gateway.port}"
     )
     console.print(_plan_table(project))
+    if project.left_out:
+        console.print(
+            f"left out (their profiles are not active): {', '.join(project.left_out)}; "
+            "add --profile NAME to include them"
+        )
 
 
 def _count(items: Mapping[str, object], noun: str) -> str:

@@ -3,7 +3,7 @@
 The flow, each step collecting problems rather than stopping at the first:
 
     find_manifest -> reading.read_yaml -> interpolating.interpolate -> schema.Manifest
-                  -> checking.check -> Project, or ManifestError listing every problem
+                  -> checking.check -> profiles -> Project, or ManifestError listing every problem
 
 Every problem is reported once, with file, line, column, the dotted path, what is wrong and a
 hint (STYLE.md habit 6). Nothing but :class:`~shoal.errors.ManifestError` and
@@ -17,7 +17,7 @@ import json
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
@@ -26,6 +26,7 @@ import pydantic
 from pydantic_core import ErrorDetails
 
 from shoal.errors import ManifestError, ManifestNotFound, Problem
+from shoal.manifest import profiles as profiling
 from shoal.manifest.checking import DiskFiles, Files, check, suggest
 from shoal.manifest.interpolating import interpolate, parse_dotenv
 from shoal.manifest.reading import Document, Path, read_yaml
@@ -39,9 +40,11 @@ MAX_BYTES = 4 << 20
 class Project:
     """A loaded, valid manifest and where it lives."""
 
-    manifest: Manifest
+    manifest: Manifest  # only the services of the active profiles
     file: FsPath  # the manifest file, absolute
     root: FsPath  # its folder: relative paths in the manifest start here
+    profiles: frozenset[str] = frozenset()  # the active profiles
+    left_out: tuple[str, ...] = ()  # services of inactive profiles
 
     @property
     def digest(self) -> str:
@@ -76,8 +79,12 @@ def load_manifest(
     *,
     environ: Mapping[str, str] | None = None,
     cwd: FsPath | None = None,
+    profiles: Collection[str] | None = None,
 ) -> Project:
-    """Find, read and validate a manifest; raise ManifestError with every problem found."""
+    """Find, read and validate a manifest; raise ManifestError with every problem found.
+
+    ``profiles`` are the active profiles (``"*"``: all); None reads ``SHOAL_PROFILES`` from the
+    environment (or ``.env``). The whole file is validated whatever the profiles."""
     here = cwd or FsPath.cwd()
     path = find_manifest(file, here)
     shown = os.path.relpath(path, here)
@@ -97,8 +104,15 @@ def load_manifest(
         ) from exc
     root = path.parent.resolve()
     env, problems = _environment(root, environ if environ is not None else os.environ)
-    manifest = parse_manifest(text, shown, env, DiskFiles(root), problems)
-    return Project(manifest=manifest, file=path.resolve(), root=root)
+    active = frozenset(profiles) if profiles is not None else profiling.active_profiles(env)
+    manifest = parse_manifest(text, shown, env, DiskFiles(root), problems, profiles=active)
+    return Project(
+        manifest=profiling.select(manifest, active),
+        file=path.resolve(),
+        root=root,
+        profiles=active,
+        left_out=tuple(profiling.inactive(manifest, active)),
+    )
 
 
 def _environment(root: FsPath, environ: Mapping[str, str]) -> tuple[dict[str, str], list[Problem]]:
@@ -123,8 +137,12 @@ def parse_manifest(
     env: Mapping[str, str],
     files: Files,
     problems: list[Problem] | None = None,
+    *,
+    profiles: Collection[str] | None = None,
 ) -> Manifest:
-    """Validate manifest text; ``file`` is only used to label problems."""
+    """Validate manifest text; ``file`` is only used to label problems. With ``profiles``, an
+    active service may not depend on one those profiles leave out. The result is the whole
+    manifest: :func:`shoal.manifest.profiles.select` trims it."""
     problems = list(problems or [])
     doc = read_yaml(text)
     problems += [
@@ -164,6 +182,13 @@ def parse_manifest(
                 file, mark.line, mark.column, _dotted(finding.path), finding.message, finding.hint
             )
         )
+    for name, target, hint in (
+        profiling.problems(manifest, profiles) if profiles is not None else ()
+    ):
+        here: Path = ("services", name, "depends_on", target)
+        mark = doc.locate(here, key=True)
+        message = f"depends on {target!r}, which the active profiles leave out"
+        problems.append(Problem(file, mark.line, mark.column, _dotted(here), message, hint))
     if problems:
         raise ManifestError(problems)
     return manifest

@@ -281,6 +281,11 @@ def _depends_shorthand(value: Any) -> Any:
 
 Runtime = Literal["process", "container", "vm"]
 
+ProfileName = Annotated[
+    str,
+    Field(pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$", description="A profile, as in Compose."),
+]
+
 
 class Service(Strict):
     """A long-running service: replicas behind the gateway, supervised."""
@@ -309,6 +314,10 @@ class Service(Strict):
     ] = Field(default_factory=dict, description="Start after these: started, healthy or completed.")
     update: Update = Field(default_factory=Update, description="How changes roll out.")
     stop_grace_period: Duration = Field(10.0, description="SIGTERM, then SIGKILL after this.")
+    profiles: list[ProfileName] = Field(
+        default_factory=list,
+        description="Run only while one of these is active (--profile); none: always.",
+    )
 
     @model_validator(mode="after")
     def _runtime_needs(self) -> Service:
