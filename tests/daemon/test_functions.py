@@ -57,3 +57,17 @@ def test_http_trigger_invoke_and_errors(project: Project) -> None:
     missing = project.shoal("invoke", "nope")
     assert missing.returncode == 3
     assert "REPORT RequestId:" in project.shoal("logs", "maker").stdout
+    url, token = project.api()
+    request = urllib.request.Request(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as r:
+        metrics = r.read().decode()
+    figures = dict(
+        line.rsplit(" ", 1) for line in metrics.splitlines() if line.startswith("shoal_function_")
+    )
+    assert figures['shoal_function_invocations_total{function="maker"}'] == "5"
+    assert figures['shoal_function_errors_total{function="maker"}'] == "3"
+    assert figures['shoal_function_timeouts_total{function="maker"}'] == "1"
+    assert int(figures['shoal_function_cold_starts_total{function="maker"}']) >= 1
+    assert figures['shoal_function_duration_seconds_count{function="maker"}'] == "5"
+    assert figures['shoal_function_duration_seconds_bucket{function="maker",le="+Inf"}'] == "5"
+    assert "# TYPE shoal_function_duration_seconds histogram" in metrics

@@ -14,6 +14,7 @@ from typing import Any
 from shoal.api.models import InstanceRow
 from shoal.errors import UnknownName
 from shoal.functions import Forkserver, FunctionPool, FunctionSpec, InvocationResult, shapes
+from shoal.functions.metrics import prometheus_text
 from shoal.gateway.invoking import FunctionRequest, FunctionResponse
 from shoal.logs import LogStore
 from shoal.manifest import Project
@@ -103,6 +104,10 @@ class Functions:
                 )
                 answer = shapes.gateway_error(result.error.http_status, message)
         return FunctionResponse(answer.status, tuple(answer.headers), answer.body)
+
+    def metrics(self) -> str:
+        """Prometheus text for every pool (counters since the daemon started, gauges now)."""
+        return prometheus_text(pool.metrics() for pool in self.pools.values())
 
     def rows(self) -> list[InstanceRow]:
         """Templates and instances, as ``shoal ps`` rows."""

@@ -153,7 +153,8 @@ class Plane:
         return changes
 
     def metrics(self) -> str:
-        """Prometheus text: the gateway's per-route figures and the instances' states."""
+        """Prometheus text: the gateway's per-route figures, the instances' states, the
+        functions' pools."""
         lines = [
             "# HELP shoal_instances Instances by service and state.",
             "# TYPE shoal_instances gauge",
@@ -170,7 +171,8 @@ class Plane:
             "# TYPE shoal_restarts gauge",
         ]
         lines += [f'shoal_restarts{{service="{n}"}} {c}' for n, c in sorted(restarts.items())]
-        return self._metrics() + "\n".join(lines) + "\n"
+        functions = self.functions.metrics() if self.functions is not None else ""
+        return self._metrics() + "\n".join(lines) + "\n" + functions
 
     def request_shutdown(self) -> None:
         asyncio.get_running_loop().call_soon(self._on_shutdown)

@@ -1,15 +1,17 @@
-"""Counting what a function pool does, as plain numbers a Prometheus renderer can print. Pure.
+"""Counting what a function pool does, and printing it as Prometheus text. Pure.
 
 The pool keeps one :class:`Counters` and updates it on the hot path (integer additions and one
 bisect per invocation); :meth:`Counters.snapshot` gives a frozen :class:`PoolMetrics` with the
-gauges filled in by the pool. The duration histogram is cumulative on export, as Prometheus
-wants it (``le`` buckets in seconds, the last one ``+Inf``).
+gauges filled in by the pool; :func:`prometheus_text` renders many of them for ``/metrics``. The
+duration histogram is cumulative on export, as Prometheus wants it (``le`` buckets in seconds,
+the last one ``+Inf``).
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 DURATION_BUCKETS: tuple[float, ...] = (
@@ -148,4 +150,56 @@ class Counters:
         )
 
 
-__all__ = ["DURATION_BUCKETS", "Counters", "Histogram", "HistogramSnapshot", "PoolMetrics"]
+COUNTERS: tuple[tuple[str, str], ...] = (
+    ("invocations", "Invocations that reached an instance (throttles not included)."),
+    ("errors", "Invocations that did not return the handler's answer."),
+    ("throttles", "Invocations refused: every instance busy and the queue full (HTTP 429)."),
+    ("timeouts", "Invocations killed at the function's timeout."),
+    ("oom_kills", "Invocations whose instance exceeded its memory limit."),
+    ("crashes", "Invocations whose instance died under them."),
+    ("cold_starts", "Invocations that waited for their instance to start."),
+    ("instance_starts", "Instances forked from a template."),
+    ("template_starts", "Templates started (the handler module imported: the init phase)."),
+)
+GAUGES: tuple[tuple[str, str, str], ...] = (
+    ("concurrency", "in_flight", "Invocations running now."),
+    ("queued", "queued", "Invocations waiting for an instance."),
+    ("instances", "instances", "Live instances, starting ones included."),
+    ("busy_instances", "busy", "Instances running an invocation."),
+    ("idle_instances", "idle", "Warm instances waiting for one."),
+)
+
+
+def prometheus_text(pools: Iterable[PoolMetrics]) -> str:
+    """Every pool's figures as Prometheus text exposition (one family per figure)."""
+    pools = sorted(pools, key=lambda m: m.function)
+    if not pools:
+        return ""
+    out: list[str] = []
+    for name, help_ in COUNTERS:
+        family = f"shoal_function_{name}_total"
+        out += [f"# HELP {family} {help_}", f"# TYPE {family} counter"]
+        out += [f'{family}{{function="{m.function}"}} {getattr(m, name)}' for m in pools]
+    for name, attribute, help_ in GAUGES:
+        family = f"shoal_function_{name}"
+        out += [f"# HELP {family} {help_}", f"# TYPE {family} gauge"]
+        out += [f'{family}{{function="{m.function}"}} {getattr(m, attribute)}' for m in pools]
+    family = "shoal_function_duration_seconds"
+    out += [f"# HELP {family} Invocation duration.", f"# TYPE {family} histogram"]
+    for m in pools:
+        for bound, count in m.duration.buckets:
+            le = "+Inf" if math.isinf(bound) else repr(bound)
+            out.append(f'{family}_bucket{{function="{m.function}",le="{le}"}} {count}')
+        out.append(f'{family}_sum{{function="{m.function}"}} {m.duration.sum!r}')
+        out.append(f'{family}_count{{function="{m.function}"}} {m.duration.count}')
+    return "\n".join(out) + "\n"
+
+
+__all__ = [
+    "DURATION_BUCKETS",
+    "Counters",
+    "Histogram",
+    "HistogramSnapshot",
+    "PoolMetrics",
+    "prometheus_text",
+]
