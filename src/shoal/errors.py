@@ -10,7 +10,12 @@ a named exit code (:class:`ExitCode`); nothing below the CLI calls ``sys.exit``.
     ├── StoreError             the state database cannot be opened, migrated or written
     │   └── StoreVersionError  the database was written by a newer shoal
     ├── RuntimeNotAvailable    a runtime name is unknown, or its module / optional dependency is
-    │                          missing (carries the extra to install)
+    │   │                      missing (carries the extra to install)
+    │   └── EngineUnavailable  no Docker Engine answers where shoal looked (carries the URL)
+    ├── EngineError            the Docker Engine refused or failed an operation (operation,
+    │   │                      HTTP status, the engine's explanation)
+    │   └── ImageError         an image could not be built, imported or found (image, log tail)
+    ├── CommandFailed          an external command (mmdebstrap...) failed (argv, exit code, output)
     ├── InstanceError          a runtime could not do something to one instance (carries its label)
     │   ├── InstanceStartError the command could not be started (argv, workdir, OS reason)
     │   └── SandboxError       resource limits could not be applied (cgroup path, OS reason)
@@ -129,6 +134,57 @@ class RuntimeNotAvailable(ShoalError):
         self.extra = extra
         hint = f" (install it with: pip install 'shoal[{extra}]')" if extra else ""
         super().__init__(f"runtime {runtime!r} is not available: {reason}{hint}")
+
+
+class EngineUnavailable(RuntimeNotAvailable):
+    """No Docker Engine answers at ``url`` (the socket is missing, refused, or not an engine)."""
+
+    def __init__(self, url: str, detail: str = "") -> None:
+        self.runtime = "container"
+        self.url = url
+        self.extra = None
+        self.reason = (
+            f"Docker Engine not reachable at {url}: install docker.io and start dockerd, "
+            "or use runtime: process"
+        )
+        self.detail = detail
+        ShoalError.__init__(self, self.reason + (f" ({detail})" if detail else ""))
+
+
+class EngineError(ShoalError):
+    """The Docker Engine refused or failed ``operation``; ``status`` is its HTTP status (None
+    when the connection itself failed: temporary) and ``explanation`` its own words."""
+
+    def __init__(self, operation: str, explanation: str, *, status: int | None = None) -> None:
+        self.operation = operation
+        self.explanation = explanation
+        self.status = status
+        self.temporary = status is None or status >= 500
+        super().__init__(f"{operation}: {explanation}")
+
+
+class ImageError(EngineError):
+    """An image could not be built, imported or found. ``image`` names it (or the build folder)
+    and ``log`` keeps the last lines of the build output."""
+
+    def __init__(self, image: str, explanation: str, *, log: str = "") -> None:
+        self.image = image
+        self.log = log
+        super().__init__(f"image {image}", explanation)
+        self.temporary = False
+
+
+class CommandFailed(ShoalError):
+    """An external command failed: ``argv``, its ``returncode`` (None: it could not be started)
+    and the tail of its ``output`` (stderr)."""
+
+    def __init__(self, argv: tuple[str, ...], exit_code: int | None, output: str = "") -> None:
+        self.argv = argv
+        self.returncode = exit_code  # `exit_code` is the CLI's ExitCode of every ShoalError
+        self.output = output
+        how = "could not be started" if exit_code is None else f"exited with code {exit_code}"
+        tail = f":\n{output.rstrip()}" if output.strip() else ""
+        super().__init__(f"{' '.join(argv)} {how}{tail}")
 
 
 class InstanceError(ShoalError):
@@ -322,9 +378,12 @@ class ApiError(DaemonError):
 
 __all__ = [
     "ApiError",
+    "CommandFailed",
     "DaemonError",
     "DaemonNotRunning",
     "DaemonRunning",
+    "EngineError",
+    "EngineUnavailable",
     "ExitCode",
     "FunctionCrashed",
     "FunctionError",
@@ -335,6 +394,7 @@ __all__ = [
     "FunctionUnavailable",
     "GatewayUnavailable",
     "HandlerError",
+    "ImageError",
     "InstanceError",
     "InstanceStartError",
     "ManifestError",
