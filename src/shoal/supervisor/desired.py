@@ -134,7 +134,9 @@ def instance_spec(
         env["SHOAL_STATE"] = str(state)
     if inside is not None:
         env["PORT"] = str(inside)
-    workdir = project.resolve(service.workdir) if service.workdir else project.root
+    workdir: Path | None = project.resolve(service.workdir) if service.workdir else project.root
+    if service.runtime == "container":  # a path inside the image; unset: the image's WORKDIR
+        workdir = Path(service.workdir) if service.workdir else None
     return InstanceSpec(
         app=project.manifest.name,
         kind="job" if name in project.manifest.jobs else "service",
