@@ -15,7 +15,21 @@ from pathlib import Path
 from typing import Any
 
 from shoal.api.endpoint import Endpoint, discover
-from shoal.api.models import ApplyResult, InstanceRow, InvokeResult, LogLine, ScaleResult, Status
+from shoal.api.models import (
+    ApplyResult,
+    DeadLetter,
+    InstanceRow,
+    InvokeResult,
+    JobRow,
+    JobRunRow,
+    LogLine,
+    Published,
+    Redriven,
+    RunStarted,
+    ScaleResult,
+    Status,
+    TopicRow,
+)
 from shoal.errors import ApiError, DaemonNotRunning
 
 
@@ -95,6 +109,37 @@ class Client:
     def invoke(self, name: str, event: Any) -> InvokeResult:
         path = f"/v1/functions/{urllib.parse.quote(name)}/invoke"
         return InvokeResult.model_validate(self._call("POST", path, event))
+
+    def invoke_async(self, name: str, event: Any) -> Published:
+        path = f"/v1/functions/{urllib.parse.quote(name)}/invoke-async"
+        return Published.model_validate(self._call("POST", path, event))
+
+    def publish(self, topic: str, event: Any) -> Published:
+        path = f"/v1/topics/{urllib.parse.quote(topic, safe='')}/events"
+        return Published.model_validate(self._call("POST", path, event))
+
+    def topics(self) -> list[TopicRow]:
+        return [TopicRow.model_validate(r) for r in self._call("GET", "/v1/topics")]
+
+    def dead_letters(self, topic: str) -> list[DeadLetter]:
+        path = f"/v1/topics/{urllib.parse.quote(topic, safe='')}/dead-letters"
+        return [DeadLetter.model_validate(r) for r in self._call("GET", path)]
+
+    def redrive(self, topic: str) -> Redriven:
+        path = f"/v1/topics/{urllib.parse.quote(topic, safe='')}/redrive"
+        return Redriven.model_validate(self._call("POST", path))
+
+    def jobs(self) -> list[JobRow]:
+        return [JobRow.model_validate(r) for r in self._call("GET", "/v1/jobs")]
+
+    def job_runs(self, name: str, limit: int = 20) -> list[JobRunRow]:
+        path = f"/v1/jobs/{urllib.parse.quote(name)}/runs?limit={limit}"
+        return [JobRunRow.model_validate(r) for r in self._call("GET", path)]
+
+    def run_job(self, name: str) -> RunStarted:
+        return RunStarted.model_validate(
+            self._call("POST", f"/v1/jobs/{urllib.parse.quote(name)}/run")
+        )
 
     def restart(self, name: str) -> None:
         self._call("POST", f"/v1/services/{urllib.parse.quote(name)}/restart")

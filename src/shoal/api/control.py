@@ -9,7 +9,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
-from shoal.api.models import InstanceRow, InvokeResult, LogLine, Status
+from shoal.api.models import (
+    DeadLetter,
+    InstanceRow,
+    InvokeResult,
+    JobRow,
+    JobRunRow,
+    LogLine,
+    RunStarted,
+    Status,
+    TopicRow,
+)
 
 
 class ControlPlane(Protocol):
@@ -28,6 +38,26 @@ class ControlPlane(Protocol):
     async def invoke(self, name: str, event: Any) -> InvokeResult: ...
 
     def restart(self, name: str) -> None: ...
+
+    async def invoke_async(self, name: str, event: Any) -> int:
+        """Queue an asynchronous invocation (durable); its message id."""
+        ...
+
+    async def publish(self, topic: str, payload: bytes) -> list[int]:
+        """Store an event durably on ``topic``; UsageError if it is not JSON."""
+        ...
+
+    async def topics(self) -> list[TopicRow]: ...
+
+    async def dead_letters(self, topic: str) -> list[DeadLetter]: ...
+
+    async def redrive(self, topic: str) -> int: ...
+
+    def jobs(self) -> list[JobRow]: ...
+
+    def job_runs(self, name: str, limit: int) -> list[JobRunRow]: ...
+
+    def run_job(self, name: str) -> RunStarted: ...
 
     def apply(self) -> dict[str, str]:
         """Re-read the manifest file; raises ManifestError when it is invalid."""

@@ -85,6 +85,71 @@ class InvokeResult(Body):
     report: str = Field(description="Lambda's REPORT line for this invocation.")
 
 
+class Published(Body):
+    """A publish is answered (202) once the event is durable; its id per queue of the topic."""
+
+    ids: list[int]
+
+
+class TopicRow(Body):
+    """One row of ``shoal topics``: a topic (or a function's asynchronous queue)."""
+
+    name: str
+    retention: float = Field(description="Seconds messages are kept.")
+    subscribers: list[str] = Field(description="Functions fed by the topic.")
+    depth: int = Field(description="Messages not acked yet (waiting or being delivered).")
+    leased: int = Field(description="Of those, being delivered now.")
+    lag: float = Field(description="Age in seconds of the oldest message not acked yet.")
+    dead_letters: int = Field(description="Dead letters that came from this topic.")
+
+
+class DeadLetter(Body):
+    """A message that failed every retry, with the last error."""
+
+    id: int
+    topic: str
+    queue: str = Field(description="The dead-letter topic holding it.")
+    payload: Any
+    error: str
+    created_at: float
+
+
+class Redriven(Body):
+    topic: str
+    count: int = Field(description="Dead letters sent back to the topic.")
+
+
+class JobRunRow(Body):
+    """One run of a job (``shoal jobs NAME``)."""
+
+    id: int
+    job: str
+    trigger: str = Field(description="schedule, manual or missed")
+    started_at: float
+    finished_at: float | None
+    exit_code: int | None
+    reason: str | None
+
+
+class JobRow(Body):
+    """One row of ``shoal jobs``."""
+
+    name: str
+    schedule: str | None
+    concurrency_policy: str
+    next_fire_at: float | None
+    running: list[int] = Field(description="Ids of the runs in progress.")
+    last: JobRunRow | None = Field(description="The most recent run.")
+
+
+class RunStarted(Body):
+    """``shoal run JOB``: the run started, or why not (forbid with a run in progress)."""
+
+    job: str
+    run: int | None
+    message: str
+
+
 class LogLine(Body):
     """One log record; ``/v1/logs`` streams these as newline-delimited JSON."""
 
@@ -96,12 +161,19 @@ class LogLine(Body):
 __all__ = [
     "Accepted",
     "ApplyResult",
+    "DeadLetter",
     "ErrorBody",
     "InstanceRow",
     "InvokeResult",
+    "JobRow",
+    "JobRunRow",
     "LogLine",
+    "Published",
+    "Redriven",
+    "RunStarted",
     "ScaleRequest",
     "ScaleResult",
     "ServiceStatus",
     "Status",
+    "TopicRow",
 ]

@@ -22,13 +22,20 @@ from shoal.api.control import ControlPlane
 from shoal.api.models import (
     Accepted,
     ApplyResult,
+    DeadLetter,
     ErrorBody,
     InstanceRow,
     InvokeResult,
+    JobRow,
+    JobRunRow,
     LogLine,
+    Published,
+    Redriven,
+    RunStarted,
     ScaleRequest,
     ScaleResult,
     Status,
+    TopicRow,
 )
 from shoal.errors import ManifestError, ShoalError, ShuttingDown, UnknownName, UsageError
 
@@ -129,6 +136,53 @@ async def invoke(request: web.Request) -> web.StreamResponse:
     return _json(result)
 
 
+async def invoke_async(request: web.Request) -> web.StreamResponse:
+    raw = await request.read()
+    try:
+        event = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        return _error(400, "invalid_request", "the body must be the event, as JSON")
+    message_id = await _control(request).invoke_async(request.match_info["name"], event)
+    return _json(Published(ids=[message_id]), 202)
+
+
+async def publish(request: web.Request) -> web.StreamResponse:
+    ids = await _control(request).publish(request.match_info["name"], await request.read())
+    return web.Response(
+        text=f'{{"ids":{json.dumps(ids)}}}', status=202, content_type="application/json"
+    )
+
+
+async def topics(request: web.Request) -> web.StreamResponse:
+    return _json(await _control(request).topics())
+
+
+async def dead_letters(request: web.Request) -> web.StreamResponse:
+    return _json(await _control(request).dead_letters(request.match_info["name"]))
+
+
+async def redrive(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    return _json(Redriven(topic=name, count=await _control(request).redrive(name)))
+
+
+async def jobs(request: web.Request) -> web.StreamResponse:
+    return _json(_control(request).jobs())
+
+
+async def job_runs(request: web.Request) -> web.StreamResponse:
+    try:
+        limit = int(request.query.get("limit", "20"))
+    except ValueError:
+        return _error(400, "invalid_request", "limit must be a whole number")
+    return _json(_control(request).job_runs(request.match_info["name"], limit))
+
+
+async def run_job(request: web.Request) -> web.StreamResponse:
+    result = _control(request).run_job(request.match_info["name"])
+    return _json(result, 202 if result.run is not None else 409)
+
+
 async def restart(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     _control(request).restart(name)
@@ -224,6 +278,70 @@ ROUTES: tuple[Route, ...] = (
         "Invoke a function with the request body as its event.",
         invoke,
         response=InvokeResult,
+    ),
+    Route(
+        "POST",
+        "/v1/functions/{name}/invoke-async",
+        "Queue an asynchronous invocation (Lambda's Event type: 2 retries, then a dead letter).",
+        invoke_async,
+        response=Published,
+        status=202,
+    ),
+    Route(
+        "POST",
+        "/v1/topics/{name}/events",
+        "Publish the body (JSON) on a topic; answered once the event is durable.",
+        publish,
+        response=Published,
+        status=202,
+    ),
+    Route(
+        "GET",
+        "/v1/topics",
+        "Every topic: subscribers, depth, lag, dead letters.",
+        topics,
+        response=TopicRow,
+        list_response=True,
+    ),
+    Route(
+        "GET",
+        "/v1/topics/{name}/dead-letters",
+        "Messages of a topic that failed every retry, with their errors.",
+        dead_letters,
+        response=DeadLetter,
+        list_response=True,
+    ),
+    Route(
+        "POST",
+        "/v1/topics/{name}/redrive",
+        "Send a topic's dead letters back to it.",
+        redrive,
+        response=Redriven,
+    ),
+    Route(
+        "GET",
+        "/v1/jobs",
+        "Every job: schedule, next run, last run.",
+        jobs,
+        response=JobRow,
+        list_response=True,
+    ),
+    Route(
+        "GET",
+        "/v1/jobs/{name}/runs",
+        "The kept history of a job's runs, newest first.",
+        job_runs,
+        response=JobRunRow,
+        list_response=True,
+        params=(("limit", "query", "How many runs (default 20)."),),
+    ),
+    Route(
+        "POST",
+        "/v1/jobs/{name}/run",
+        "Start a run of a job now (409 when its policy forbids it).",
+        run_job,
+        response=RunStarted,
+        status=202,
     ),
     Route("GET", "/metrics", "Prometheus metrics: gateway routes, instances.", metrics),
     Route("GET", "/v1/openapi.json", "This document.", openapi),

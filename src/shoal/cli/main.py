@@ -30,6 +30,11 @@ COMMANDS: dict[str, str] = {
     "restart": "shoal.cli.operating:restart",
     "apply": "shoal.cli.operating:apply",
     "invoke": "shoal.cli.operating:invoke",
+    "publish": "shoal.cli.eventing:publish",
+    "topics": "shoal.cli.eventing:topics",
+    "dlq": "shoal.cli.eventing:dlq",
+    "jobs": "shoal.cli.jobs:jobs",
+    "run": "shoal.cli.jobs:run",
 }
 """Every command, imported only when called: `shoal --version` loads no pydantic or aiohttp."""
 

@@ -57,6 +57,12 @@ def restart(ctx: click.Context, file: str | None, name: str) -> None:
 @click.option(
     "--file", "event_file", type=click.File("rb"), default=None, help="Read the event from a file."
 )
+@click.option(
+    "--async",
+    "is_async",
+    is_flag=True,
+    help="Queue it (durably) and return: Lambda's Event type, 2 retries, then a dead letter.",
+)
 @click.pass_context
 def invoke(
     ctx: click.Context,
@@ -65,6 +71,7 @@ def invoke(
     name: str,
     data: str | None,
     event_file: IO[bytes] | None,
+    is_async: bool = False,
 ) -> None:
     """Invoke a function: print its result (or Lambda's error shape) and the REPORT line."""
     if data is not None and event_file is not None:
@@ -74,6 +81,12 @@ def invoke(
         event = json.loads(raw)
     except ValueError as exc:
         raise UsageError(f"the event is not JSON: {exc}") from None
+    if is_async:
+        queued = client_for(file).invoke_async(name, event)
+        stdout(settings_of(ctx)).print(
+            f"{name}: queued (message {queued.ids[0]}); failures: shoal dlq async:{name}"
+        )
+        return
     result = client_for(file, timeout=None).invoke(name, event)
     click.echo(json.dumps(result.payload, indent=2))
     click.echo(result.report, err=True)

@@ -13,8 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from shoal import __version__
-from shoal.api.models import InstanceRow, InvokeResult, LogLine, ServiceStatus, Status
+from shoal.api.models import (
+    DeadLetter,
+    InstanceRow,
+    InvokeResult,
+    JobRow,
+    JobRunRow,
+    LogLine,
+    RunStarted,
+    ServiceStatus,
+    Status,
+    TopicRow,
+)
+from shoal.daemon.eventing import Events
 from shoal.daemon.functioning import Functions
+from shoal.daemon.scheduling import Scheduling
 from shoal.errors import ShuttingDown, UnknownName
 from shoal.logs import LogStore
 from shoal.manifest import Project, load_manifest
@@ -41,6 +54,8 @@ class Plane:
         on_apply: Callable[[Project], None] = lambda project: None,
         metrics: Callable[[], str] = lambda: "",
         functions: Functions | None = None,
+        events: Events | None = None,
+        scheduling: Scheduling | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.manifest_file = manifest_file
@@ -50,6 +65,8 @@ class Plane:
         self._on_apply = on_apply
         self._metrics = metrics
         self.functions = functions
+        self.events = events
+        self.scheduling = scheduling
         self._clock = clock
         self.started_at = clock()
         self.closing = False  # set once shutdown starts: changes are refused from then on
@@ -124,6 +141,44 @@ class Plane:
             report=result.report_line(),
         )
 
+    def _events(self) -> Events:
+        if self.events is None:
+            raise UnknownName("this daemon runs no event bus")
+        return self.events
+
+    def _scheduling(self) -> Scheduling:
+        if self.scheduling is None:
+            raise UnknownName("this daemon runs no scheduler")
+        return self.scheduling
+
+    async def invoke_async(self, name: str, event: Any) -> int:
+        self._open_for_changes()
+        return await self._events().invoke_async(name, event)
+
+    async def publish(self, topic: str, payload: bytes) -> list[int]:
+        self._open_for_changes()
+        return await self._events().publish(topic, payload)
+
+    async def topics(self) -> list[TopicRow]:
+        return await self._events().topics()
+
+    async def dead_letters(self, topic: str) -> list[DeadLetter]:
+        return await self._events().dead_letters(topic)
+
+    async def redrive(self, topic: str) -> int:
+        self._open_for_changes()
+        return await self._events().redrive(topic)
+
+    def jobs(self) -> list[JobRow]:
+        return self._scheduling().jobs()
+
+    def job_runs(self, name: str, limit: int) -> list[JobRunRow]:
+        return self._scheduling().job_runs(name, limit)
+
+    def run_job(self, name: str) -> RunStarted:
+        self._open_for_changes()
+        return self._scheduling().run_job(name)
+
     def read_logs(
         self, sources: list[str] | None, since: float | None, tail: int | None
     ) -> list[LogLine]:
@@ -172,6 +227,10 @@ class Plane:
         ]
         lines += [f'shoal_restarts{{service="{n}"}} {c}' for n, c in sorted(restarts.items())]
         functions = self.functions.metrics() if self.functions is not None else ""
+        if self.events is not None:
+            functions += self.events.metrics() + self.events.queue_metrics()
+        if self.scheduling is not None:
+            functions += self.scheduling.metrics()
         return self._metrics() + "\n".join(lines) + "\n" + functions
 
     def request_shutdown(self) -> None:

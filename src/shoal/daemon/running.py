@@ -1,18 +1,19 @@
 """The daemon's one async entry point: it owns the start order, signals and the shutdown order.
 
 Start: (1) take the folder's lock, (2) open the store and record the manifest revision, (3) start
-the log store, (4) serve the control API on 127.0.0.1 and publish its URL, token and pid,
-(5) open the gateway (requests for a service not ready yet wait, bounded), (6) start the
-function templates, (7) start the supervisor, which adopts what a previous daemon left and
-reconciles.
+the log store and open the event bus (publishes are durable from here), (4) serve the control
+API on 127.0.0.1 and publish its URL, token and pid, (5) open the gateway (requests for a
+service not ready yet wait, bounded), (6) start the function templates, (7) let runtimes
+prepare, (8) start the supervisor, which adopts what a previous daemon left and reconciles,
+(9) start event deliveries, (10) start the schedules (a job run missed while down runs now).
 
 Shutdown, on SIGINT/SIGTERM or ``POST /v1/shutdown`` (a second signal forces):
   1. stop accepting changes (scale/apply/restart answer 409 from now on)
-  2. pause schedules (none yet: they arrive with the scheduler)
+  2. pause schedules, stop event deliveries (a batch in flight is delivered again next start)
   3. close the gateway (in-flight requests finish), then drain and stop every instance, in
      reverse dependency order, each with its grace period
   4. stop the API and withdraw its URL and pid files
-  5. flush the log store, close the store, release the lock
+  5. close the event bus, flush the log store, close the store, release the lock
 Forced: every instance's process group gets SIGKILL, then steps 4-5.
 """
 
@@ -32,10 +33,12 @@ from aiohttp import web
 
 from shoal.api import endpoint
 from shoal.api.routes import build_app
+from shoal.daemon.eventing import Events
 from shoal.daemon.functioning import Functions
 from shoal.daemon.gatewaying import GatewayLink
 from shoal.daemon.locking import DaemonLock
 from shoal.daemon.plane import Plane
+from shoal.daemon.scheduling import Scheduling
 from shoal.errors import GatewayUnavailable
 from shoal.gateway import Gateway, compile_routes
 from shoal.logs import LogStore
@@ -108,6 +111,7 @@ async def run(
     store = Store.open(default_db_path(project.file))  # (2)
     logs = LogStore(state / "logs")
     runner: web.AppRunner | None = None
+    events: Events | None = None
     stop = stop or asyncio.Event()
     forced = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -128,6 +132,13 @@ async def run(
             functions=functions.hook,
         )
         supervisor = Supervisor(project, store, logs, runtimes, drainer=gateway.drain)
+        events = Events(
+            project,
+            default_db_path(project.file),
+            functions,
+            on_log=lambda text: logs.append("shoal", text),
+        )
+        scheduling = Scheduling(project, store, logs, runtimes, events, state=state)
         link = GatewayLink(gateway, supervisor)
         supervisor.subscribe(link.sync)
         plane = Plane(
@@ -138,7 +149,10 @@ async def run(
             on_apply=lambda new: gateway.set_routes(compile_routes(new.manifest)),
             metrics=gateway.metrics,
             functions=functions,
+            events=events,
+            scheduling=scheduling,
         )
+        await events.open()  # (3b) the bus's own connection: publishes are durable from now
         token = endpoint.new_token(state)  # (4)
         runner = web.AppRunner(build_app(plane, token), access_log=None, handle_signals=False)
         await runner.setup()
@@ -158,10 +172,13 @@ async def run(
                 "set gateway.port in the manifest (another shoal or server may hold it)"
             ) from exc
         logs.append("shoal", f"gateway on http://{gw.host}:{gateway.port}")
+        functions.extra_env.update(SHOAL_API_URL=url, SHOAL_TOKEN=token)  # shoal.events.publish
         await functions.start()  # (6) templates import their handlers now: errors show at once
         await runtimes.prepare(project, lambda text: logs.append("shoal", text))  # (7) images
         await supervisor.start()  # (8)
         link.start()
+        events.deliver()  # (9) event triggers and asynchronous invocations
+        scheduling.start()  # (10) schedules (a job run missed while down runs now)
         daemon = Daemon(project, state, url, plane, supervisor, logs, stop, forced)
         if on_started is not None:
             on_started(daemon)
@@ -169,11 +186,13 @@ async def run(
         await stop.wait()
         # ---- shutdown, in order
         plane.closing = True  # 1. no more changes
-        # 2. schedules: none yet
+        await scheduling.pause()  # 2. no more fires
+        await events.stop_delivering()  # 2b. batches in flight are redelivered next start
         logs.append("shoal", "shutting down: stopping every instance")
         await link.stop()
         await gateway.stop()  # 3a. stop accepting; requests in flight finish
         await functions.stop()  # 3b. function instances and templates
+        await scheduling.stop()  # 3b'. job runs in progress are stopped and recorded
         stopping = asyncio.create_task(supervisor.shutdown(), name="supervisor:shutdown")  # 3c.
         forced_wait = asyncio.create_task(forced.wait(), name="shutdown:force-watch")
         await asyncio.wait({stopping, forced_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -194,6 +213,8 @@ async def run(
         endpoint.withdraw(state)  # 4.
         if runner is not None:
             await runner.cleanup()
+        if events is not None:
+            await events.stop()  # 5a. the bus's connection
         await runtimes.close()
         await logs.stop()  # 5.
         store.close()
@@ -202,23 +223,8 @@ async def run(
 
 def not_run_yet(project: Project) -> list[str]:
     """What the manifest declares that this version validates but does not run yet (said
-    plainly at start, never skipped silently)."""
-    m = project.manifest
-    out = []
-    triggered = [
-        name for name, fn in m.functions.items() if any(t.schedule or t.event for t in fn.triggers)
-    ]
-    if triggered:
-        out.append(
-            f"not run yet: schedule and event triggers of {', '.join(triggered)} "
-            "(the scheduler and event bus are coming; HTTP triggers and shoal invoke work)"
-        )
-    scheduled = [name for name, job in m.jobs.items() if job.schedule]
-    if scheduled:
-        out.append(f"not run yet: scheduled jobs {', '.join(scheduled)} (the scheduler is coming)")
-    if m.topics:
-        out.append(f"not run yet: topics {', '.join(m.topics)} (the event bus is coming)")
-    return out
+    plainly at start, never skipped silently). Everything runs now: schedules, jobs, topics."""
+    return []
 
 
 def _install_signals(

@@ -29,8 +29,9 @@ from types import TracebackType
 from typing import Self
 
 from shoal.errors import StoreError
-from shoal.store import rows
+from shoal.store import queues, rows
 from shoal.store.database import DEFAULT_BUSY_TIMEOUT_S, Database
+from shoal.store.queues import QueueFigures
 from shoal.store.records import (
     InstanceKind,
     InstanceRecord,
@@ -430,6 +431,42 @@ class Store:
                 "DELETE FROM messages WHERE acked_at IS NOT NULL AND acked_at <= ?", (before,)
             )
         return cursor.rowcount
+
+    def publish_batch(self, items: Iterable[tuple[str, str]], now: float) -> list[int]:
+        """Store ``(topic, payload_json)`` messages of several topics in one transaction (the
+        event bus's group commit: one disk flush for all); their ids, in order."""
+        return queues.publish_batch(self._db, list(items), now)
+
+    def next_due(self, topic: str) -> float | None:
+        """When the first unacked message of ``topic`` is deliverable; None if there is none."""
+        return queues.next_due(self._db, topic)
+
+    def queue_figures(self, topics: Iterable[str], now: float) -> list[QueueFigures]:
+        """Depth, leased, oldest unacked and dead letters of each topic (metrics, ``topics``)."""
+        return queues.figures(self._db, list(topics), now)
+
+    def dead_letters(self, source: str, limit: int = 1000) -> list[Message]:
+        """Unacked dead letters that came from the topic ``source``, oldest first."""
+        return queues.dead_letters(self._db, source, limit)
+
+    def redrive(self, source: str, now: float) -> int:
+        """Send the dead letters of ``source`` back to it (one transaction); the count."""
+        return queues.redrive(self._db, source, now)
+
+    def settle(
+        self,
+        acked: Iterable[int],
+        retried: Iterable[tuple[int, float, str]],
+        dead: Iterable[tuple[int, str, str]],
+        now: float,
+    ) -> int:
+        """Ack, retry later and dead-letter the messages of one batch in one transaction; the
+        count dead-lettered (see :func:`shoal.store.queues.settle`)."""
+        return queues.settle(self._db, list(acked), list(retried), list(dead), now)
+
+    def end_leases(self) -> int:
+        """End every running lease (on daemon start: the previous holder is gone); the count."""
+        return queues.end_leases(self._db)
 
     # ------------------------------------------------------------------ schedules
 

@@ -1,0 +1,78 @@
+"""``shoal.events.publish(topic, data)``: publish from inside a function or a service.
+
+The smallest client of the control API (stdlib only, imported in microseconds): it finds the
+daemon through the variables shoal sets for functions (``SHOAL_API_URL``, ``SHOAL_TOKEN``),
+or else through ``SHOAL_STATE`` (services get it), whose ``api-url`` and ``token`` files the
+daemon writes. A publish returns once the event is durable (the API answers 202 only then).
+
+    from shoal.events import publish
+    publish("orders.created", {"id": 42})
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from shoal.errors import ApiError, DaemonNotRunning
+
+TIMEOUT_S = 10.0
+
+
+def _endpoint() -> tuple[str, str]:
+    url, token = os.environ.get("SHOAL_API_URL"), os.environ.get("SHOAL_TOKEN")
+    if url and token:
+        return url, token
+    state = os.environ.get("SHOAL_STATE")
+    if state:
+        try:
+            folder = Path(state)
+            return (
+                (folder / "api-url").read_text().strip(),
+                (folder / "token").read_text().strip(),
+            )
+        except OSError as exc:
+            raise DaemonNotRunning(f"no shoal daemon answers for {state}: {exc}") from exc
+    raise DaemonNotRunning(
+        "shoal.events.publish needs SHOAL_API_URL and SHOAL_TOKEN (or SHOAL_STATE): "
+        "it works inside functions and services that shoal runs"
+    )
+
+
+def publish(topic: str, data: Any) -> int:
+    """Publish ``data`` (anything JSON can carry) on ``topic``; the message id once durable."""
+    url, token = _endpoint()
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.hostname != "127.0.0.1":
+        raise DaemonNotRunning(f"refusing to publish to {url}: the API is on 127.0.0.1 only")
+    body = json.dumps(data).encode()
+    path = f"/v1/topics/{urllib.parse.quote(topic, safe='')}/events"
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=TIMEOUT_S)
+    try:
+        conn.request(
+            "POST",
+            path,
+            body=body,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        response = conn.getresponse()
+        raw = response.read()
+    except OSError as exc:
+        raise DaemonNotRunning(f"cannot reach the shoal daemon at {url}: {exc}") from exc
+    finally:
+        conn.close()
+    if response.status != 202:
+        try:
+            message = json.loads(raw).get("message", "")
+        except (ValueError, AttributeError):
+            message = raw.decode(errors="replace")
+        raise ApiError(response.status, f"publishing to {topic!r}: {message}")
+    ids: list[int] = json.loads(raw)["ids"]
+    return ids[0]
+
+
+__all__ = ["publish"]
