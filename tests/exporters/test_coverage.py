@@ -12,11 +12,16 @@ from pydantic import BaseModel
 
 from shoal.exporters.documents import Export
 from shoal.exporters.kubernetes import export_kubernetes
+from shoal.exporters.sam import export_sam
+from shoal.exporters.swarm import export_swarm
 from shoal.manifest import Manifest
 
 EXPORTERS: dict[str, Callable[[Manifest], Export]] = {
     "k8s": export_kubernetes,
     "k8s-httproute": lambda m: export_kubernetes(m, routing="httproute"),
+    "swarm": export_swarm,
+    "sam": export_sam,
+    "sam-fargate": lambda m: export_sam(m, services="fargate"),
 }
 
 

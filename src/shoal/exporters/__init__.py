@@ -10,9 +10,13 @@ scheduling  schedule expressions in each target's dialect (5-field cron, EventBr
 containers  the container a service or job becomes (image, command, env, port)
 kubernetes  Deployment, Service, HPA, Ingress / HTTPRoute, CronJob
 knative     Knative Service, PingSource, Broker, Trigger
+swarm       a stack file (Compose format with deploy:), ports in host mode
+sam         AWS SAM: functions, HttpApi / ScheduleV2 / SQS events, queues; Fargate services
 """
 
 from shoal.exporters.documents import Document, Export, Gap, Ledger, render
 from shoal.exporters.kubernetes import export_kubernetes
+from shoal.exporters.sam import export_sam
+from shoal.exporters.swarm import export_swarm
 
-__all__ = ["Document", "Export", "Gap", "Ledger", "export_kubernetes", "render"]
+__all__ = ["Document", "Export", "Gap", "Ledger", "export_kubernetes", "export_sam", "export_swarm", "render"]
