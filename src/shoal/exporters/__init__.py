@@ -19,4 +19,13 @@ from shoal.exporters.kubernetes import export_kubernetes
 from shoal.exporters.sam import export_sam
 from shoal.exporters.swarm import export_swarm
 
-__all__ = ["Document", "Export", "Gap", "Ledger", "export_kubernetes", "export_sam", "export_swarm", "render"]
+__all__ = [
+    "Document",
+    "Export",
+    "Gap",
+    "Ledger",
+    "export_kubernetes",
+    "export_sam",
+    "export_swarm",
+    "render",
+]
