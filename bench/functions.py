@@ -43,6 +43,8 @@ from typing import Any
 
 import uvloop
 
+from bench import http
+from bench.daemons import Daemon, children, running_daemon
 from bench.figures import Figure, at_least, at_most
 from bench.harness import Run, from_samples, main
 from bench.stats import median, percentile
@@ -157,9 +159,9 @@ async def cold_starts(run: Run, forkserver: Forkserver, sandbox: Sandbox) -> dic
     cold: list[float] = []
     deep_cold: list[float] = []
     baseline: list[float] = []
-    rounds = run.pick(quick=60, full=200)
-    deep_rounds = run.pick(quick=20, full=60)
-    budget = time.monotonic() + run.pick(quick=14.0, full=300.0)
+    rounds = run.pick(quick=30, full=200)
+    deep_rounds = run.pick(quick=10, full=60)
+    budget = time.monotonic() + run.pick(quick=6.0, full=300.0)
     run_timed(fresh, env=env)  # warm the page cache for the baseline
     for i in range(rounds):
         await at_zero(pool)
@@ -176,7 +178,7 @@ async def cold_starts(run: Run, forkserver: Forkserver, sandbox: Sandbox) -> dic
             result = await deep.invoke(EVENT)
             deep_cold.append(time.perf_counter() - started)
             assert result.ok and result.cold, result
-        if time.monotonic() > budget and len(cold) >= 50:
+        if time.monotonic() > budget and len(cold) >= run.pick(quick=20, full=50):
             break
     await pool.stop()
     await deep.stop()
@@ -200,7 +202,7 @@ async def warm_and_uss(run: Run, forkserver: Forkserver, sandbox: Sandbox) -> di
     warm: list[float] = []
     floor: list[float] = []
     await pool.invoke(EVENT)
-    for i in range(run.pick(quick=600, full=3000)):
+    for i in range(run.pick(quick=300, full=3000)):
         started = time.perf_counter()
         await pool.invoke(EVENT)
         warm.append(time.perf_counter() - started)
@@ -221,31 +223,6 @@ async def warm_and_uss(run: Run, forkserver: Forkserver, sandbox: Sandbox) -> di
     return {"warm": warm, "floor": floor, "uss": uss, "direct_uss": direct_uss}
 
 
-async def burst(forkserver: Forkserver, sandbox: Sandbox, size: int = 200) -> dict[str, Any]:
-    pool = FunctionPool(
-        spec(max_instances=size, idle_timeout=0.05),
-        forkserver=forkserver,
-        sandbox=sandbox,
-        app="bench",
-        queue_size=0,
-    )
-    await pool.start()
-    await pool.invoke(EVENT)
-    await at_zero(pool, settle=0.2)
-    started = time.perf_counter()
-
-    async def one() -> tuple[bool, float]:
-        result = await pool.invoke(EVENT)
-        return result.ok, time.perf_counter() - started
-
-    outcomes = await asyncio.gather(*(one() for _ in range(size)))
-    instances = pool.metrics().instance_starts - 1
-    await pool.stop()
-    latencies = [t for _, t in outcomes]
-    print(f"functions: burst of {size}: {ms(latencies)}, {instances} instances", file=sys.stderr)
-    return {"ok": sum(ok for ok, _ in outcomes), "latencies": latencies, "instances": instances}
-
-
 def idle_daemon(count: int) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, "-c", IDLE_POOLS, str(count), str(HANDLER)],
@@ -259,6 +236,151 @@ def idle_daemon(count: int) -> dict[str, Any]:
     return result
 
 
+GATEWAY_MANIFEST = """\
+name: fnbench
+gateway: {port: PORT, max_body: 6M, timeout: 30s}
+functions:
+  thumbnail:
+    handler: thumbnail.py:handler
+    timeout: 10s
+    idle_timeout: 20ms
+    max_instances: 20
+    triggers: [{http: {path: /thumbnail, methods: [POST]}}]
+  warm:
+    handler: thumbnail.py:handler
+    timeout: 10s
+    min_instances: 1
+    triggers: [{http: {path: /warm, methods: [POST]}}]
+  burst:
+    handler: thumbnail.py:handler
+    timeout: 10s
+    idle_timeout: 100ms
+    max_instances: 200
+    triggers: [{http: {path: /burst, methods: [POST]}}]
+"""
+
+
+def template_of(daemon: Daemon, function: str) -> int:
+    for row in daemon.instances():
+        if row["kind"] == "template" and row["name"] == function and row["pid"]:
+            return int(row["pid"])
+    raise RuntimeError(f"no template running for {function}")
+
+
+def wait_for_zero(template: int, settle: float = 0.02) -> None:
+    """Until the template has no instance process left, then ``settle`` more seconds."""
+    deadline = time.monotonic() + 30
+    while children(template):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"instances of template {template} did not stop")
+        time.sleep(0.002)
+    time.sleep(settle)
+
+
+async def http_burst(port: int, request: bytes, size: int) -> list[tuple[bool, float]]:
+    """``size`` connections opened first, then one request on each at once."""
+    streams = [await asyncio.open_connection("127.0.0.1", port) for _ in range(size)]
+    started = time.perf_counter()
+
+    async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[bool, float]:
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await reader.readexactly(length)
+        return head.startswith(b"HTTP/1.1 200"), time.perf_counter() - started
+
+    try:
+        return await asyncio.gather(*(one(r, w) for r, w in streams))
+    finally:
+        for _, writer in streams:
+            writer.close()
+
+
+def through_gateway(run: Run) -> dict[str, Any]:
+    """Cold starts, warm invocations and a burst over HTTP through a real daemon's gateway."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    manifest = GATEWAY_MANIFEST.replace("PORT", str(port))
+    body = EVENT["body"].encode()
+    fresh = [sys.executable, "-c", FRESH, str(HANDLER), json.dumps(EVENT)]
+    env = python_env()
+    with running_daemon(manifest, {"thumbnail.py": HANDLER.read_text()}) as daemon:
+        # cold: a new connection to a function with no instance, as a first visitor makes
+        cold_request = http.request_bytes("POST", "/thumbnail", body)
+        assert http.once(port, cold_request)[0] == 200  # the template is warm from here on
+        template = template_of(daemon, "thumbnail")
+        cold: list[float] = []
+        baseline: list[float] = []
+        run_timed(fresh, env=env)  # the page cache, for the baseline
+        budget = time.monotonic() + run.pick(quick=10.0, full=240.0)
+        for _ in range(run.pick(quick=60, full=200)):
+            wait_for_zero(template)
+            started = time.perf_counter()
+            status, _ = http.once(port, cold_request)
+            cold.append(time.perf_counter() - started)
+            assert status == 200, status
+            baseline.append(run_timed(fresh, env=env))
+            if time.monotonic() > budget and len(cold) >= 50:
+                break
+        counted = daemon.metrics()['shoal_function_cold_starts_total{function="thumbnail"}']
+        # warm: keep-alive to an instance kept warm, paired with a direct socketpair round trip
+        ours, theirs = socket.socketpair()
+        direct = subprocess.Popen(
+            [sys.executable, "-c", DIRECT, str(HANDLER), str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            env=python_env({"PYTHONPATH": str(ROOT / "src")}),
+        )
+        theirs.close()
+        reader = protocol.FrameReader(ours)
+        event = json.dumps(EVENT).encode()
+        warm: list[float] = []
+        floor: list[float] = []
+        warm_request = http.request_bytes("POST", "/warm", body)
+        with http.connect(port) as sock:
+            for i in range(run.pick(quick=600, full=3000)):
+                started = time.perf_counter()
+                status, _ = http.exchange(sock, warm_request)
+                warm.append(time.perf_counter() - started)
+                assert status == 200, status
+                started = time.perf_counter()
+                protocol.send_frame(ours, {"op": "invoke", "id": str(i)}, event)
+                assert reader.read() is not None
+                floor.append(time.perf_counter() - started)
+        ours.close()
+        direct.wait(timeout=10)
+        # burst: 200 first requests at once to a function at zero (max_instances 200)
+        burst_request = http.request_bytes("POST", "/burst", body)
+        assert http.once(port, burst_request)[0] == 200
+        wait_for_zero(template_of(daemon, "burst"), settle=0.2)
+        before = daemon.metrics()['shoal_function_instance_starts_total{function="burst"}']
+        outcomes = uvloop.run(http_burst(port, burst_request, 200))
+        after = daemon.metrics()['shoal_function_instance_starts_total{function="burst"}']
+    latencies = [t for _, t in outcomes]
+    print(
+        f"functions via gateway: cold {ms(cold)} ({int(counted) - 1} counted cold of "
+        f"{len(cold)}); fresh {ms(baseline)}; warm {ms(warm)}; direct {ms(floor)}; "
+        f"burst {ms(latencies)}, {int(after - before)} instances",
+        file=sys.stderr,
+    )
+    return {
+        "cold": cold,
+        "counted_cold": int(counted) - 1,
+        "baseline": baseline,
+        "warm": warm,
+        "floor": floor,
+        "burst": {
+            "ok": sum(ok for ok, _ in outcomes),
+            "latencies": latencies,
+            "instances": int(after - before),
+        },
+    }
+
+
 async def measure_all(run: Run) -> dict[str, Any]:
     sandbox = Sandbox.detect()
     forkserver = Forkserver()
@@ -266,7 +388,6 @@ async def measure_all(run: Run) -> dict[str, Any]:
     try:
         results = await cold_starts(run, forkserver, sandbox)
         results.update(await warm_and_uss(run, forkserver, sandbox))
-        results["burst"] = await burst(forkserver, sandbox)
     finally:
         await forkserver.stop()
     results["limits"] = "with memory cgroups" if sandbox.memory else "without memory cgroups"
@@ -274,32 +395,76 @@ async def measure_all(run: Run) -> dict[str, Any]:
 
 
 def measure(run: Run) -> Iterator[Figure]:
-    """Cold/warm/burst through the pool, instance USS, and 1,000 idle pools' daemon RSS."""
+    """Through the gateway: cold, warm, burst; the pool alone (where the time goes); instance
+    USS; 1,000 idle pools' daemon RSS."""
+    g = through_gateway(run)
     r = uvloop.run(measure_all(run))
     fresh = "fresh python3 per invocation"
-    note = f"examples/shop thumbnail, uvloop, {r['limits']}; scaled to zero between samples"
+    note = (
+        "examples/shop thumbnail; HTTP POST through a `shoal up -d` daemon's gateway, a new "
+        f"connection each; scaled to zero between samples; {r['limits']}"
+    )
     yield from_samples(
-        "cold start via pool, p50",
-        r["cold"],
+        "cold start through the gateway, p50",
+        g["cold"],
         stat="p50",
-        baseline=(fresh, r["baseline"]),
+        baseline=(fresh, g["baseline"]),
         target=at_most(0.1, source=DESIGN),
         note=note + "; DESIGN: >= 10x faster than the fresh process",
     )
     yield from_samples(
-        "cold start via pool, p50 (value)",
-        r["cold"],
+        "cold start through the gateway, p50 (value)",
+        g["cold"],
         stat="p50",
         target=at_most(5, on="value", source=DESIGN),
-        note="first response from a function with no instance",
+        note=f"first response from a function with no instance ({g['counted_cold']} counted cold "
+        "by the daemon's /metrics)",
     )
     yield from_samples(
-        "cold start via pool, p99",
-        r["cold"],
+        "cold start through the gateway, p99",
+        g["cold"],
         stat="p99",
-        baseline=(fresh, r["baseline"]),
+        baseline=(fresh, g["baseline"]),
         target=at_most(20, on="value", source=DESIGN),
         note="nearest-rank p99",
+    )
+    overhead = [a - b for a, b in zip(g["warm"], g["floor"], strict=True)]
+    yield from_samples(
+        "warm invocation through the gateway, p50",
+        g["warm"],
+        stat="p50",
+        baseline=("the handler in a process called over a socketpair", g["floor"]),
+        note="keep-alive HTTP POST to a function with a warm instance",
+    )
+    yield from_samples(
+        "warm invocation overhead through the gateway, p50",
+        overhead,
+        stat="p50",
+        target=at_most(0.5, on="value", source=DESIGN),
+        note="gateway round trip minus the direct one, paired samples",
+    )
+    burst_result = g["burst"]
+    yield Figure(
+        name="burst through the gateway: 200 concurrent first requests, successes",
+        value=float(burst_result["ok"]),
+        unit="ok",
+        target=at_least(200, on="value", source=DESIGN),
+        samples=200,
+        note=f"max_instances 200; {burst_result['instances']} instances started",
+    )
+    yield from_samples(
+        "burst through the gateway: 200 concurrent first requests, p99",
+        burst_result["latencies"],
+        stat="p99",
+        target=at_most(150, on="value", source=DESIGN),
+        note="200 connections open first; latency from the burst's start; scaled to zero before",
+    )
+    yield from_samples(
+        "of which the pool alone: cold start, p50",
+        r["cold"],
+        stat="p50",
+        baseline=(fresh, r["baseline"]),
+        note="FunctionPool.invoke in-process on uvloop, no HTTP: the fork-to-answer part",
     )
     yield from_samples(
         "deep cold start via pool (template stopped too), p50",
@@ -309,36 +474,11 @@ def measure(run: Run) -> Iterator[Figure]:
         target=at_most(0.5),
         note="fork a template from the forkserver, import the handler, fork an instance",
     )
-    overhead = [a - b for a, b in zip(r["warm"], r["floor"], strict=True)]
     yield from_samples(
-        "warm invocation via pool, p50",
-        r["warm"],
+        "of which the pool alone: warm invocation overhead, p50",
+        [a - b for a, b in zip(r["warm"], r["floor"], strict=True)],
         stat="p50",
-        baseline=("the handler in a process called over a socketpair", r["floor"]),
-        note="invoke() on uvloop against a blocking round trip to a bare process",
-    )
-    yield from_samples(
-        "warm invocation overhead via pool, p50",
-        overhead,
-        stat="p50",
-        target=at_most(0.5, on="value"),
-        note="pool minus direct, paired samples (DESIGN sets 0.5 ms through the gateway)",
-    )
-    burst_result = r["burst"]
-    yield Figure(
-        name="burst: 200 concurrent first invocations, successes",
-        value=float(burst_result["ok"]),
-        unit="ok",
-        target=at_least(200, on="value", source=DESIGN),
-        samples=200,
-        note=f"max_instances 200; {burst_result['instances']} instances started (starts paced)",
-    )
-    yield from_samples(
-        "burst: 200 concurrent first invocations, p99",
-        burst_result["latencies"],
-        stat="p99",
-        target=at_most(150, on="value", source=DESIGN),
-        note="latency from the burst's start, scaled to zero before it",
+        note="invoke() on uvloop minus a blocking round trip to a bare process, paired",
     )
     yield from_samples(
         "USS per warm instance, median",
