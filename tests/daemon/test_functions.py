@@ -8,7 +8,8 @@ import urllib.request
 
 import pytest
 
-from tests.daemon.conftest import Project
+from shoal.store import Store, default_db_path
+from tests.daemon.conftest import Project, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -71,3 +72,8 @@ def test_http_trigger_invoke_and_errors(project: Project) -> None:
     assert figures['shoal_function_duration_seconds_count{function="maker"}'] == "5"
     assert figures['shoal_function_duration_seconds_bucket{function="maker",le="+Inf"}'] == "5"
     assert "# TYPE shoal_function_duration_seconds histogram" in metrics
+    # every invocation recorded in the store (in batches, within FLUSH_EVERY)
+    with Store.open(default_db_path(project.root / "shoal.yaml")) as store:
+        wait_until(lambda: len(store.list_invocations("maker")) == 5, 5)
+        statuses = sorted(r.status for r in store.list_invocations("maker"))
+    assert statuses.count("ok") == 2 and "timeout" in statuses
