@@ -14,6 +14,7 @@ from shoal.exporters.documents import Export
 from shoal.exporters.kubernetes import export_kubernetes
 from shoal.exporters.sam import export_sam
 from shoal.exporters.swarm import export_swarm
+from shoal.exporters.vm import export_vm
 from shoal.manifest import Manifest
 
 EXPORTERS: dict[str, Callable[[Manifest], Export]] = {
@@ -22,6 +23,7 @@ EXPORTERS: dict[str, Callable[[Manifest], Export]] = {
     "swarm": export_swarm,
     "sam": export_sam,
     "sam-fargate": lambda m: export_sam(m, services="fargate"),
+    "vm": export_vm,
 }
 
 

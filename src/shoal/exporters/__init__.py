@@ -12,12 +12,14 @@ kubernetes  Deployment, Service, HPA, Ingress / HTTPRoute, CronJob
 knative     Knative Service, PingSource, Broker, Trigger
 swarm       a stack file (Compose format with deploy:), ports in host mode
 sam         AWS SAM: functions, HttpApi / ScheduleV2 / SQS events, queues; Fargate services
+vm          per service: systemd unit, cloud-init user-data, Packer template; jobs as timers
 """
 
 from shoal.exporters.documents import Document, Export, Gap, Ledger, render
 from shoal.exporters.kubernetes import export_kubernetes
 from shoal.exporters.sam import export_sam
 from shoal.exporters.swarm import export_swarm
+from shoal.exporters.vm import export_vm
 
 __all__ = [
     "Document",
@@ -27,5 +29,6 @@ __all__ = [
     "export_kubernetes",
     "export_sam",
     "export_swarm",
+    "export_vm",
     "render",
 ]
