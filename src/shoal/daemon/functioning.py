@@ -2,8 +2,8 @@
 
 gateway  ──FunctionRequest──▶ hook() ──API GW v2 event──▶ pool.invoke ──▶ HTTP response
 API/CLI  ──invoke(name, event)──────────────────────────▶ pool.invoke ──▶ result + REPORT
-every invocation ──▶ the function's log (REPORT line) at once, and the store (invocations) in
-                     batches: one transaction (one disk flush) per FLUSH_EVERY seconds at most
+every invocation ──▶ the function's log (REPORT line) and the store (invocation record), each in
+                     batches: one write per REPORT_EVERY, one transaction per FLUSH_EVERY
 """
 
 from __future__ import annotations
@@ -30,28 +30,51 @@ log = logging.getLogger(__name__)
 FLUSH_EVERY = 0.2
 """Seconds an invocation record may wait in memory before it is written to the store. Writing
 each on its own costs a disk flush (synchronous=FULL), about 2 ms here: more than the
-invocation. A crash of the daemon loses at most this much of the history; the REPORT lines in
-the function's log are written at once."""
+invocation. A crash of the daemon loses at most this much of the history."""
 FLUSH_AT = 1000
 """Records buffered before a write is started without waiting for the timer."""
+REPORT_EVERY = 0.01
+"""Seconds a REPORT line may wait before it is written to its function's log: a burst of
+invocations costs one write per function, not one per invocation (as the gateway's access log)."""
 
 
 class Recorder:
-    """Invocation records, written to the store in batches (see :data:`FLUSH_EVERY`)."""
+    """Invocation records and REPORT lines, written in batches (see :data:`FLUSH_EVERY`,
+    :data:`REPORT_EVERY`)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, logs: LogStore) -> None:
         self.store = store
+        self.logs = logs
         self._pending: list[InvocationRecord] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._reports: dict[str, list[str]] = {}
+        self._report_timer: asyncio.TimerHandle | None = None
 
-    def add(self, record: InvocationRecord) -> None:
-        self._pending.append(record)
+    def add(self, result: InvocationResult) -> None:
+        lines = self._reports.setdefault(result.function, [])
+        lines.append(result.report_line())
+        loop = asyncio.get_running_loop()
+        if self._report_timer is None:
+            self._report_timer = loop.call_later(REPORT_EVERY, self.flush_reports)
+        self._pending.append(result.record())
         if len(self._pending) >= FLUSH_AT:
-            self.flush()
+            self.flush_records()
         elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(FLUSH_EVERY, self.flush)
+            self._timer = loop.call_later(FLUSH_EVERY, self.flush_records)
 
     def flush(self) -> None:
+        self.flush_reports()
+        self.flush_records()
+
+    def flush_reports(self) -> None:
+        if self._report_timer is not None:
+            self._report_timer.cancel()
+            self._report_timer = None
+        reports, self._reports = self._reports, {}
+        for function, lines in reports.items():
+            self.logs.append(function, "\n".join(lines))
+
+    def flush_records(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -74,7 +97,7 @@ class Functions:
         self.forkserver = Forkserver(log_path=logs.raw_path("functions"))
         self.sandbox = Sandbox.detect()
         self.pools: dict[str, FunctionPool] = {}
-        self.recorder = Recorder(store)
+        self.recorder = Recorder(store, logs)
         self.extra_env: dict[str, str] = {}  # set by the daemon before start()
 
     async def start(self) -> None:
@@ -118,8 +141,7 @@ class Functions:
         return write
 
     def _recorded(self, result: InvocationResult) -> None:
-        self.logs.append(result.function, result.report_line())
-        self.recorder.add(result.record())
+        self.recorder.add(result)
 
     def pool(self, name: str) -> FunctionPool:
         pool = self.pools.get(name)

@@ -47,11 +47,18 @@ def quantize(seconds: float) -> float:
     return round(seconds * 1_000_000) / 1_000_000
 
 
+_last_second: list[tuple[int, str]] = [(-1, "")]
+
+
 def format_time(seconds: float) -> str:
     """``2024-05-01T12:00:00.123456Z`` for a (quantized) epoch time."""
     micros = round(seconds * 1_000_000)
     whole, fraction = divmod(micros, 1_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{fraction:06d}Z"
+    cached_second, text = _last_second[0]
+    if whole != cached_second:  # strftime once per second: lines come many to a second
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _last_second[0] = (whole, text)
+    return f"{text}.{fraction:06d}Z"
 
 
 def parse_time(text: str) -> float:
