@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -57,6 +59,7 @@ def connect(url: str | None = None, *, timeout: float = CONNECT_TIMEOUT) -> Clie
     Raises :class:`EngineUnavailable` when nothing (or not an engine) answers there.
     """
     url = url or engine_url()
+    _knock(url, timeout)
     try:
         client = docker.DockerClient(base_url=url, timeout=int(timeout), max_pool_size=POOL_SIZE)
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
@@ -67,6 +70,22 @@ def connect(url: str | None = None, *, timeout: float = CONNECT_TIMEOUT) -> Clie
         client.close()
         raise EngineUnavailable(url, _first_line(exc)) from exc
     return client
+
+
+def _knock(url: str, timeout: float) -> None:
+    """Open and close a plain connection to ``url`` first: the SDK, failing to connect while it
+    asks the engine's API version, leaves its socket open; this says why, and closes its own."""
+    parsed = urllib.parse.urlsplit(url)
+    try:
+        if parsed.scheme in ("unix", "http+unix"):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                sock.connect(parsed.path)
+        elif parsed.scheme in ("tcp", "http", "https") and parsed.hostname:
+            port = parsed.port or (2376 if parsed.scheme == "https" else 2375)
+            socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        raise EngineUnavailable(url, exc.strerror or str(exc)) from exc
 
 
 def reachable(url: str | None = None) -> str | None:

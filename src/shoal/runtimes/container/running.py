@@ -210,7 +210,9 @@ class ContainerRuntime:
     async def adopt(self, handle: Handle) -> Handle | None:
         follower = self._find(handle)
         if follower is not None:
-            return follower.handle
+            known = follower.handle.spec
+            same = (known.name, known.ordinal) == (handle.spec.name, handle.spec.ordinal)
+            return follower.handle if same else None
         if not handle.runtime_ref:
             return None
         client = await self.engine()
