@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "restart": "shoal.cli.operating:restart",
     "apply": "shoal.cli.operating:apply",
     "invoke": "shoal.cli.operating:invoke",
+    "export": "shoal.cli.export:export_command",
     "publish": "shoal.cli.eventing:publish",
     "topics": "shoal.cli.eventing:topics",
     "dlq": "shoal.cli.eventing:dlq",

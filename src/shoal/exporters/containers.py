@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from shoal.exporters.documents import Ledger
 from shoal.exporters.naming import APP_ROOT, DEFAULT_PORT, image_name
-from shoal.manifest.schema import Job, Service
+from shoal.manifest.schema import Job, Manifest, Service
 
 
 @dataclass(frozen=True)
@@ -70,4 +70,29 @@ def container_spec(
     return ContainerSpec(image, command, workdir, tuple(env.items()), port)
 
 
-__all__ = ["ContainerSpec", "container_spec"]
+def local_addresses(manifest: Manifest, ledger: Ledger) -> None:
+    """Report environment values that point at shoal's gateway on this machine.
+
+    Locally a service often reaches another through the gateway (``http://127.0.0.1:8000/x``);
+    on another engine that address is the container or VM itself. The value is exported as
+    written, and the gap says so.
+    """
+    port = manifest.gateway.port
+    needles = (f"127.0.0.1:{port}", f"localhost:{port}")
+    units: list[tuple[str, dict[str, str]]] = [
+        *((f"services.{n}", s.env) for n, s in manifest.services.items()),
+        *((f"functions.{n}", f.env) for n, f in manifest.functions.items()),
+        *((f"jobs.{n}", j.env) for n, j in manifest.jobs.items()),
+    ]
+    for path, env in units:
+        for key, value in env.items():
+            if any(needle in value for needle in needles):
+                ledger.gap(
+                    f"{path}.env.{key}",
+                    value,
+                    "it points at shoal's gateway on this machine",
+                    "exported as written: point it at the target's address for that route",
+                )
+
+
+__all__ = ["ContainerSpec", "container_spec", "local_addresses"]

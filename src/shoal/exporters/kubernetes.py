@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from shoal.exporters.containers import ContainerSpec, container_spec
+from shoal.exporters.containers import ContainerSpec, container_spec, local_addresses
 from shoal.exporters.documents import Document, Export, Ledger, finish
 from shoal.exporters.knative import knative_documents
 from shoal.exporters.naming import is_whole, labels, metadata, whole_seconds
@@ -425,6 +425,7 @@ def export_kubernetes(
     ledger = Ledger()
     app = manifest.name
     ledger.map("name")
+    local_addresses(manifest, ledger)
     docs: list[Document] = []
     for name, s in manifest.services.items():
         docs.append(Document(f"service-{name}.yaml", service_objects(app, name, s, tag, ledger)))

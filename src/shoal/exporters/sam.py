@@ -17,7 +17,7 @@ import json
 import posixpath
 from typing import Any, Literal
 
-from shoal.exporters.containers import container_spec
+from shoal.exporters.containers import container_spec, local_addresses
 from shoal.exporters.documents import Document, Export, Ledger, finish
 from shoal.exporters.naming import DEFAULT_PORT, logical_id, mebibytes, whole_seconds
 from shoal.exporters.scheduling import aws_expression
@@ -336,6 +336,7 @@ def export_sam(manifest: Manifest, *, services: Services = "report", tag: str = 
     """The SAM template (``template.yaml``), and what AWS Lambda cannot express."""
     ledger = Ledger()
     ledger.map("name")
+    local_addresses(manifest, ledger)
     resources: dict[str, Any] = {}
     subscribers: dict[str, list[tuple[str, EventTrigger]]] = {}
     for name, f in manifest.functions.items():

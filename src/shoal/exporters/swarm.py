@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shoal.exporters.containers import container_spec
+from shoal.exporters.containers import container_spec, local_addresses
 from shoal.exporters.documents import Document, Export, Ledger, finish
 from shoal.exporters.naming import DEFAULT_PORT, function_image
 from shoal.manifest.schema import Function, Health, Manifest, Service
@@ -233,6 +233,7 @@ def export_swarm(manifest: Manifest, *, tag: str = "latest") -> Export:
     ledger = Ledger()
     app = manifest.name
     ledger.map("name")
+    local_addresses(manifest, ledger)
     services: dict[str, Any] = {}
     for name, s in manifest.services.items():
         services[name] = _service(app, name, s, tag, ledger)

@@ -15,6 +15,7 @@ import json
 import re
 from typing import Any
 
+from shoal.exporters.containers import local_addresses
 from shoal.exporters.documents import Document, Export, Ledger, dump_yaml, finish
 from shoal.exporters.naming import DEFAULT_PORT, mebibytes
 from shoal.exporters.scheduling import on_calendar
@@ -345,6 +346,7 @@ def export_vm(manifest: Manifest) -> Export:
     ledger = Ledger()
     app = manifest.name
     ledger.map("name")
+    local_addresses(manifest, ledger)
     docs: list[Document] = []
     for name, s in manifest.services.items():
         docs.extend(_service_documents(app, name, s, ledger))
