@@ -31,7 +31,7 @@ up: $(VENV)/.installed
 # System packages of the backend suites (apt-get, as root on Debian), one line per backend.
 TEST_PACKAGES_CONTAINERS := docker.io busybox-static mmdebstrap
 TEST_PACKAGES_VMS :=
-TEST_PACKAGES_EXPORTERS :=
+TEST_PACKAGES_EXPORTERS := cloud-init systemd docker.io
 deps: $(VENV)/.installed-dev
 	@scripts/install-test-deps $(TEST_PACKAGES_CONTAINERS) $(TEST_PACKAGES_VMS) $(TEST_PACKAGES_EXPORTERS)
 	@scripts/start-dockerd
