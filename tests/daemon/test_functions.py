@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +80,38 @@ def test_http_trigger_invoke_and_errors(project: Project) -> None:
         wait_until(lambda: len(store.list_invocations("maker")) == 5, 5)
         statuses = sorted(r.status for r in store.list_invocations("maker"))
     assert statuses.count("ok") == 2 and "timeout" in statuses
+
+
+def test_function_processes_end_with_a_killed_daemon_and_come_back(project: Project) -> None:
+    """Functions hold no state worth adopting: when the daemon is killed with -9, its
+    forkserver, templates and instances see their control sockets close and exit (nothing is
+    left running), and the next `shoal up` starts them afresh."""
+    (project.root / "fn.py").write_text(HANDLER)
+    project.write("""
+        name: demo
+        functions:
+          maker:
+            handler: fn.py:handler
+            min_instances: 2
+            triggers:
+              - http: {path: /make}
+    """)
+    project.shoal("up", "-d", check=True)
+    rows = wait_until(
+        lambda: [r for r in project.ps() if r["kind"] == "function" and r["ready"]] or None
+    )
+    pids = [r["pid"] for r in project.ps() if r["kind"] in ("template", "function")]
+    assert len(pids) >= 2, rows
+    os.kill(project.daemon_pid(), signal.SIGKILL)
+    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() and not _zombie(pid) for pid in pids))
+    project.shoal("up", "-d", check=True)
+    base = f"http://127.0.0.1:{project.gateway_port}"
+    with urllib.request.urlopen(f"{base}/make", timeout=10) as r:
+        assert r.status == 201
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
