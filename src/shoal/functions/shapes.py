@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import math
@@ -60,7 +61,12 @@ def is_text(content_type: str | None) -> bool:
 
 def _clf_time(epoch: float) -> str:
     """``12/Mar/2020:19:03:58 +0000``: the requestContext ``time`` format."""
-    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch))
+    return _clf_second(int(epoch))
+
+
+@functools.lru_cache(maxsize=4)
+def _clf_second(second: int) -> str:  # once per second: events come many to a second
+    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(second))
 
 
 def http_event(
