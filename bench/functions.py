@@ -187,18 +187,39 @@ async def cold_starts(run: Run, forkserver: Forkserver, sandbox: Sandbox) -> dic
     return {"cold": cold, "deep": deep_cold, "baseline": baseline}
 
 
+class Direct:
+    """The handler in a bare process, called over a socketpair: the floor of any dispatcher."""
+
+    def __init__(self) -> None:
+        self.sock, theirs = socket.socketpair()
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", DIRECT, str(HANDLER), str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            env=python_env({"PYTHONPATH": str(ROOT / "src")}),
+        )
+        theirs.close()
+        self.reader = protocol.FrameReader(self.sock)
+        self.event = json.dumps(EVENT).encode()
+
+    def call(self, i: int) -> float:
+        """One round trip; its seconds."""
+        started = time.perf_counter()
+        protocol.send_frame(self.sock, {"op": "invoke", "id": str(i)}, self.event)
+        assert self.reader.read() is not None
+        return time.perf_counter() - started
+
+    def close(self) -> float:
+        """Stop it; its unique memory (bytes) just before."""
+        uss = float(unique_memory(self.process.pid) or 0)
+        self.sock.close()
+        self.process.wait(timeout=10)
+        return uss
+
+
 async def warm_and_uss(run: Run, forkserver: Forkserver, sandbox: Sandbox) -> dict[str, Any]:
     pool = FunctionPool(spec(max_instances=50), forkserver=forkserver, sandbox=sandbox, app="bench")
     await pool.start()
-    ours, theirs = socket.socketpair()
-    direct = subprocess.Popen(
-        [sys.executable, "-c", DIRECT, str(HANDLER), str(theirs.fileno())],
-        pass_fds=(theirs.fileno(),),
-        env=python_env({"PYTHONPATH": str(ROOT / "src")}),
-    )
-    theirs.close()
-    reader = protocol.FrameReader(ours)
-    body = json.dumps(EVENT).encode()
+    direct = Direct()
     warm: list[float] = []
     floor: list[float] = []
     await pool.invoke(EVENT)
@@ -206,18 +227,13 @@ async def warm_and_uss(run: Run, forkserver: Forkserver, sandbox: Sandbox) -> di
         started = time.perf_counter()
         await pool.invoke(EVENT)
         warm.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        protocol.send_frame(ours, {"op": "invoke", "id": str(i)}, body)
-        assert reader.read() is not None
-        floor.append(time.perf_counter() - started)
+        floor.append(direct.call(i))
     count = run.pick(quick=10, full=20)
     for _ in range(5):  # `count` instances, each warm: several invocations each
         await asyncio.gather(*(pool.invoke(EVENT) for _ in range(count)))
     pids = [i.pid for i in pool.snapshot().instances if i.pid is not None]
     uss = [float(m) for m in (unique_memory(pid) for pid in pids) if m]
-    direct_uss = float(unique_memory(direct.pid) or 0)
-    ours.close()
-    direct.wait(timeout=10)
+    direct_uss = direct.close()
     await pool.stop()
     print(f"functions: warm {ms(warm)}; direct {ms(floor)}; {len(uss)} instances", file=sys.stderr)
     return {"warm": warm, "floor": floor, "uss": uss, "direct_uss": direct_uss}
@@ -329,15 +345,7 @@ def through_gateway(run: Run) -> dict[str, Any]:
                 break
         counted = daemon.metrics()['shoal_function_cold_starts_total{function="thumbnail"}']
         # warm: keep-alive to an instance kept warm, paired with a direct socketpair round trip
-        ours, theirs = socket.socketpair()
-        direct = subprocess.Popen(
-            [sys.executable, "-c", DIRECT, str(HANDLER), str(theirs.fileno())],
-            pass_fds=(theirs.fileno(),),
-            env=python_env({"PYTHONPATH": str(ROOT / "src")}),
-        )
-        theirs.close()
-        reader = protocol.FrameReader(ours)
-        event = json.dumps(EVENT).encode()
+        direct = Direct()
         warm: list[float] = []
         floor: list[float] = []
         warm_request = http.request_bytes("POST", "/warm", body)
@@ -347,12 +355,8 @@ def through_gateway(run: Run) -> dict[str, Any]:
                 status, _ = http.exchange(sock, warm_request)
                 warm.append(time.perf_counter() - started)
                 assert status == 200, status
-                started = time.perf_counter()
-                protocol.send_frame(ours, {"op": "invoke", "id": str(i)}, event)
-                assert reader.read() is not None
-                floor.append(time.perf_counter() - started)
-        ours.close()
-        direct.wait(timeout=10)
+                floor.append(direct.call(i))
+        direct.close()
         # burst: 200 first requests at once to a function at zero (max_instances 200)
         burst_request = http.request_bytes("POST", "/burst", body)
         assert http.once(port, burst_request)[0] == 200
