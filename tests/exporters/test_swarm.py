@@ -58,7 +58,7 @@ def test_shop_mapping(shop: Manifest) -> None:
         "window": "10s",
     }
     assert catalog["ports"] == [{"target": 8080, "protocol": "tcp", "mode": "host"}]
-    assert stack["services"]["thumbnail"]["image"] == "shop/fn-thumbnail:latest"
+    assert stack["services"]["thumbnail"]["image"] == "shoal/shop-fn-thumbnail:latest"
     assert stack["services"]["thumbnail"]["deploy"]["replicas"] == 1
     gaps = {g.path for g in export.gaps}
     assert {

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shoal.exporters.documents import Ledger
-from shoal.exporters.naming import APP_ROOT, DEFAULT_PORT, image_name
+from shoal.exporters.naming import APP_ROOT, DEFAULT_PORT, Tag, image_name
 from shoal.manifest.schema import Job, Manifest, Service
 
 
@@ -28,7 +28,7 @@ class ContainerSpec:
 
 
 def container_spec(
-    app: str, path: str, name: str, unit: Service | Job, *, tag: str, ledger: Ledger
+    app: str, path: str, name: str, unit: Service | Job, *, tag: Tag, ledger: Ledger
 ) -> ContainerSpec:
     """The container for the service or job at ``path`` (``services.catalog``)."""
     if unit.runtime == "vm":

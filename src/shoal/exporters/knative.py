@@ -16,6 +16,7 @@ from typing import Any
 from shoal.exporters.documents import Document, Ledger
 from shoal.exporters.naming import (
     DEFAULT_PORT,
+    Tag,
     dns_label,
     function_image,
     is_whole,
@@ -48,7 +49,7 @@ def _broker_ref(topic: str) -> dict[str, Any]:
     return {"ref": {"apiVersion": EVENTING, "kind": "Broker", "name": dns_label(topic)}}
 
 
-def _service(app: str, name: str, f: Function, tag: str, ledger: Ledger) -> dict[str, Any]:
+def _service(app: str, name: str, f: Function, tag: Tag, ledger: Ledger) -> dict[str, Any]:
     path = f"functions.{name}"
     env = [{"name": k, "value": v} for k, v in f.env.items()]
     ledger.map(path, "handler", "env", "memory", "concurrency", "min_instances", "max_instances")
@@ -197,7 +198,7 @@ def _triggers(app: str, name: str, f: Function, ledger: Ledger) -> list[dict[str
     return out
 
 
-def knative_documents(manifest: Manifest, tag: str, ledger: Ledger) -> list[Document]:
+def knative_documents(manifest: Manifest, tag: Tag, ledger: Ledger) -> list[Document]:
     """``function-NAME.yaml`` per function and ``topics.yaml`` (one Broker per topic)."""
     app = manifest.name
     docs: list[Document] = []

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from shoal.exporters.containers import ContainerSpec, container_spec, local_addresses
 from shoal.exporters.documents import Document, Export, Ledger, finish
 from shoal.exporters.knative import knative_documents
-from shoal.exporters.naming import is_whole, labels, metadata, whole_seconds
+from shoal.exporters.naming import Tag, is_whole, labels, metadata, whole_seconds
 from shoal.exporters.scheduling import five_field
 from shoal.manifest.schema import Gateway, Health, Job, Manifest, Route, Service
 from shoal.manifest.units import format_duration, format_size
@@ -90,7 +90,7 @@ def _probe(path: str, health: Health, port: int, ledger: Ledger) -> dict[str, An
     return probe
 
 
-def _pod_spec(app: str, name: str, s: Service, tag: str, ledger: Ledger) -> dict[str, Any]:
+def _pod_spec(app: str, name: str, s: Service, tag: Tag, ledger: Ledger) -> dict[str, Any]:
     path = f"services.{name}"
     spec = container_spec(app, path, name, s, tag=tag, ledger=ledger)
     c = container(name, spec)
@@ -207,7 +207,7 @@ def _hpa(app: str, name: str, s: Service, ledger: Ledger) -> dict[str, Any] | No
     }
 
 
-def service_objects(app: str, name: str, s: Service, tag: str, ledger: Ledger) -> list[Any]:
+def service_objects(app: str, name: str, s: Service, tag: Tag, ledger: Ledger) -> list[Any]:
     path = f"services.{name}"
     pod = _pod_spec(app, name, s, tag, ledger)
     _restart(path, s, ledger, job=False)
@@ -357,7 +357,7 @@ def _routes(app: str, m: Manifest, routing: Routing, ledger: Ledger) -> dict[str
     }
 
 
-def job_objects(app: str, name: str, j: Job, tag: str, ledger: Ledger) -> dict[str, Any]:
+def job_objects(app: str, name: str, j: Job, tag: Tag, ledger: Ledger) -> dict[str, Any]:
     path = f"jobs.{name}"
     spec = container_spec(app, path, name, j, tag=tag, ledger=ledger)
     c = container(name, spec)
@@ -419,7 +419,7 @@ def job_objects(app: str, name: str, j: Job, tag: str, ledger: Ledger) -> dict[s
 
 
 def export_kubernetes(
-    manifest: Manifest, *, routing: Routing = "ingress", tag: str = "latest"
+    manifest: Manifest, *, routing: Routing = "ingress", tag: Tag = "latest"
 ) -> Export:
     """Every document of ``manifest`` for Kubernetes (+ Knative), and what it cannot express."""
     ledger = Ledger()

@@ -3,8 +3,9 @@
 Manifest names of services, functions and jobs are already DNS labels (the schema checks it);
 topics may hold ``.`` and ``_`` and upper case, so they are folded here. Images: a service or
 job that names an ``image`` runs it; every other one (a ``build`` folder, or a process/vm
-command) runs the image ``shoal build`` makes, named ``APP/NAME:TAG``, and each function runs
-``APP/fn-NAME:TAG``: shoal's function runtime with the handler, serving HTTP on ``$PORT``.
+command) runs the image ``shoal build`` makes, named ``shoal/APP-NAME:TAG``, and each function
+runs ``shoal/APP-fn-NAME:TAG``: shoal's function runtime with the handler, serving HTTP on
+``$PORT``.
 Pure.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Mapping
 
 DEFAULT_PORT = 8080
 """The port a service without ``port:`` (and every function image) listens on: shoal passes
@@ -55,14 +57,24 @@ def logical_id(*parts: str) -> str:
     return "".join(w[:1].upper() + w[1:] for w in words if w)
 
 
-def image_name(app: str, name: str, image: str | None, tag: str) -> str:
-    """The image a service or job runs: its own ``image``, else the one ``shoal build`` makes."""
-    return image if image else f"{app}/{name}:{tag}"
+Tag = str | Mapping[str, str]
+"""One tag for every image shoal builds, or one per image key (``catalog``, ``fn-thumbnail``),
+as ``shoal build`` reports its content tags; a key missing from the mapping gets ``latest``."""
 
 
-def function_image(app: str, name: str, tag: str) -> str:
-    """The image ``shoal build`` makes for a function."""
-    return f"{app}/fn-{name}:{tag}"
+def _tag_of(tag: Tag, key: str) -> str:
+    return tag if isinstance(tag, str) else tag.get(key, "latest")
+
+
+def image_name(app: str, name: str, image: str | None, tag: Tag) -> str:
+    """The image a service or job runs: its own ``image``, else ``shoal/APP-NAME:TAG``, the
+    repository ``shoal build`` (and the container runtime) tags its build with."""
+    return image if image else f"shoal/{app}-{name}:{_tag_of(tag, name)}"
+
+
+def function_image(app: str, name: str, tag: Tag) -> str:
+    """The image ``shoal build`` makes for a function: ``shoal/APP-fn-NAME:TAG``."""
+    return f"shoal/{app}-fn-{name}:{_tag_of(tag, 'fn-' + name)}"
 
 
 def whole_seconds(seconds: float, minimum: int = 1) -> int:
@@ -89,6 +101,7 @@ def iso_duration(seconds: float) -> str:
 __all__ = [
     "APP_ROOT",
     "DEFAULT_PORT",
+    "Tag",
     "dns_label",
     "function_image",
     "image_name",

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from shoal.exporters.containers import container_spec, local_addresses
 from shoal.exporters.documents import Document, Export, Ledger, finish
-from shoal.exporters.naming import DEFAULT_PORT, logical_id, mebibytes, whole_seconds
+from shoal.exporters.naming import DEFAULT_PORT, Tag, logical_id, mebibytes, whole_seconds
 from shoal.exporters.scheduling import aws_expression
 from shoal.manifest.schema import EventTrigger, Function, Manifest, Service
 from shoal.manifest.units import format_duration, format_size
@@ -204,7 +204,7 @@ def _fargate_size(cpus: float | None, memory: int | None) -> tuple[int, int]:
     return cpu, -(-mib // 1024) * 1024 if mib > 512 else mib
 
 
-def _fargate(app: str, name: str, s: Service, tag: str, ledger: Ledger) -> dict[str, Any]:
+def _fargate(app: str, name: str, s: Service, tag: Tag, ledger: Ledger) -> dict[str, Any]:
     path = f"services.{name}"
     spec = container_spec(app, path, name, s, tag=tag, ledger=ledger)
     cpu, memory = _fargate_size(s.resources.cpus, s.resources.memory)
@@ -332,7 +332,7 @@ def _report_service(name: str, s: Service, ledger: Ledger) -> None:
     )
 
 
-def export_sam(manifest: Manifest, *, services: Services = "report", tag: str = "latest") -> Export:
+def export_sam(manifest: Manifest, *, services: Services = "report", tag: Tag = "latest") -> Export:
     """The SAM template (``template.yaml``), and what AWS Lambda cannot express."""
     ledger = Ledger()
     ledger.map("name")

@@ -16,7 +16,7 @@ from typing import Any
 
 from shoal.exporters.containers import container_spec, local_addresses
 from shoal.exporters.documents import Document, Export, Ledger, finish
-from shoal.exporters.naming import DEFAULT_PORT, function_image
+from shoal.exporters.naming import DEFAULT_PORT, Tag, function_image
 from shoal.manifest.schema import Function, Health, Manifest, Service
 from shoal.manifest.units import format_duration, format_size
 
@@ -77,7 +77,7 @@ def _healthcheck(path: str, s: Service, port: int, ledger: Ledger) -> dict[str, 
     }
 
 
-def _service(app: str, name: str, s: Service, tag: str, ledger: Ledger) -> dict[str, Any]:
+def _service(app: str, name: str, s: Service, tag: Tag, ledger: Ledger) -> dict[str, Any]:
     path = f"services.{name}"
     spec = container_spec(app, path, name, s, tag=tag, ledger=ledger)
     port = spec.port or DEFAULT_PORT
@@ -167,7 +167,7 @@ def _service(app: str, name: str, s: Service, tag: str, ledger: Ledger) -> dict[
     return out
 
 
-def _function(app: str, name: str, f: Function, tag: str, ledger: Ledger) -> dict[str, Any]:
+def _function(app: str, name: str, f: Function, tag: Tag, ledger: Ledger) -> dict[str, Any]:
     path = f"functions.{name}"
     # The image runs shoal's own function runtime: it enforces these as shoal does locally.
     ledger.map(
@@ -228,7 +228,7 @@ def _function(app: str, name: str, f: Function, tag: str, ledger: Ledger) -> dic
     }
 
 
-def export_swarm(manifest: Manifest, *, tag: str = "latest") -> Export:
+def export_swarm(manifest: Manifest, *, tag: Tag = "latest") -> Export:
     """The stack file for ``docker stack deploy``, and what Swarm cannot express."""
     ledger = Ledger()
     app = manifest.name

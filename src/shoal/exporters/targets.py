@@ -10,6 +10,7 @@ from typing import Literal
 
 from shoal.exporters.documents import Export
 from shoal.exporters.kubernetes import Routing, export_kubernetes
+from shoal.exporters.naming import Tag
 from shoal.exporters.sam import Services, export_sam
 from shoal.exporters.swarm import export_swarm
 from shoal.exporters.vm import export_vm
@@ -31,7 +32,7 @@ def export(
     *,
     routing: Routing = "ingress",
     services: Services = "report",
-    tag: str = "latest",
+    tag: Tag = "latest",
 ) -> Export:
     """The documents of ``manifest`` for ``target`` and what the target cannot express."""
     if target == "k8s":
