@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "dlq": "shoal.cli.eventing:dlq",
     "jobs": "shoal.cli.jobs:jobs",
     "run": "shoal.cli.jobs:run",
+    "images": "shoal.cli.images:images",
 }
 """Every command, imported only when called: `shoal --version` loads no pydantic or aiohttp."""
 
