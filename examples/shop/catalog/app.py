@@ -13,8 +13,8 @@ The gateway forwards paths with their ``/catalog`` prefix, so that is what this 
                                     -> 200 with lines and total_cents, 409 when out of stock,
                                        404 for an unknown product, 400 for a malformed body
 
-It listens on 127.0.0.1 and ``$PORT`` (default 8080), logs one line per request to stdout, and on
-SIGTERM stops accepting, finishes the requests in flight and exits 0.
+It listens on ``$HOST`` (default 127.0.0.1) and ``$PORT`` (default 8080), logs one line per
+request to stdout, and on SIGTERM stops accepting, finishes the requests in flight and exits 0.
 """
 
 import json
@@ -189,7 +189,8 @@ def main() -> int:
     )
     catalog = Catalog(json.loads(PRODUCTS_FILE.read_text()))
     port = int(os.environ.get("PORT", "8080"))
-    server = CatalogServer(("127.0.0.1", port), catalog)
+    host = os.environ.get("HOST", "127.0.0.1")  # exports set HOST=0.0.0.0 in containers
+    server = CatalogServer((host, port), catalog)
 
     def stop() -> None:
         log.info("stopping: finishing requests in flight")

@@ -14,8 +14,8 @@ function can send a confirmation.
 
 Events are published with ``POST $SHOAL_API_URL/v1/topics/orders.created/events`` and
 ``Authorization: Bearer $SHOAL_TOKEN`` when both are set; a failed publish is logged and never
-fails the order. It listens on 127.0.0.1 and ``$PORT`` (default 8080), logs one line per request
-to stdout, and on SIGTERM finishes the requests in flight and exits 0.
+fails the order. It listens on ``$HOST`` (default 127.0.0.1) and ``$PORT`` (default 8080), logs
+one line per request to stdout, and on SIGTERM finishes the requests in flight and exits 0.
 """
 
 import http.client
@@ -290,7 +290,8 @@ def main() -> int:
     store = OrderStore(os.environ.get("ORDERS_DB", "orders.db"))
     publisher = EventPublisher(os.environ.get("SHOAL_API_URL"), os.environ.get("SHOAL_TOKEN"))
     port = int(os.environ.get("PORT", "8080"))
-    server = OrdersServer(("127.0.0.1", port), store, catalog_url, publisher)
+    host = os.environ.get("HOST", "127.0.0.1")  # exports set HOST=0.0.0.0 in containers
+    server = OrdersServer((host, port), store, catalog_url, publisher)
 
     def stop() -> None:
         log.info("stopping: finishing requests in flight")

@@ -63,6 +63,8 @@ def container_spec(
     if isinstance(unit, Service):
         port = unit.port or DEFAULT_PORT
         env.setdefault("PORT", str(port))
+        # Reached from outside its container: listen on every interface of the container.
+        env.setdefault("HOST", "0.0.0.0")  # noqa: S104
         # The loader already left out services whose profiles are not active.
         ledger.map(path, "port", "profiles")
     ledger.map(path, "env")

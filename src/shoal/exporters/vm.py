@@ -76,6 +76,7 @@ def _service_unit(
     env = dict(unit.env)
     if port is not None:
         env.setdefault("PORT", str(port))
+        env.setdefault("HOST", "0.0.0.0")  # noqa: S104 - reached by a load balancer
         ledger.map(path, "port", "profiles")
     ledger.map(path, "env")
     head = [
