@@ -1,0 +1,20 @@
+"""The ``vm`` runtime: one service per qemu microVM, baked images, snapshot starts.
+
+    hosting     KVM or TCG, TSC frequency, which Debian package provides each tool
+    commands    the one choke point for external commands (argv, exit code, output)
+    initramfs   busybox + virtio modules + /init, written as a newc archive
+    baking      kernel, base root filesystem and service disks, cached by content hash
+    guest_init  PID 1 inside the guest (copied into every image, never imported here)
+    qemu        command lines (pure), launching, and a QMP client
+    channel     the host end of the guest init's control line
+    snapshots   snapshot a fresh boot; restore clones from it
+    running     VmRuntime, the Runtime protocol over all of the above
+
+The registry (:mod:`shoal.runtimes.registry`) imports this package only when a manifest has a
+``runtime: vm`` service; importing it probes nothing (qemu is looked for on first use).
+"""
+
+from shoal.runtimes.vm.baking import Baker, Image, ServiceInputs
+from shoal.runtimes.vm.running import VmRuntime
+
+__all__ = ["Baker", "Image", "ServiceInputs", "VmRuntime"]

@@ -1,0 +1,338 @@
+"""Baking VM images: kernel + initramfs, a base root filesystem, and one small disk per service.
+
+``shoal build`` and the VM runtime's ``prepare``/``start`` call :meth:`Baker.bake`. Every part is
+cached under ``${XDG_CACHE_HOME:-~/.cache}/shoal/vm`` by the content hash of its recipe, so a
+second bake of unchanged inputs does nothing and CI runs on the same machine reuse the slow parts;
+a clean cache works too (every slow step says so through ``progress``).
+
+- **kernel** (``kernel-<hash>/``): ``apt-get download linux-image-cloud-amd64`` and the image
+  package it depends on, ``dpkg -x`` (never installed); the initramfs of
+  :mod:`shoal.runtimes.vm.initramfs` with the static busybox and the virtio modules.
+- **base** (``base-<hash>.ext4``): ``mmdebstrap --variant=minbase --include=python3`` (no docs,
+  man pages or locales) into a folder, then ``mkfs.ext4 -d`` (no loop mount, no root needed for
+  that step; mmdebstrap itself needs root to keep file owners). Shared read-only by every VM.
+- **service** (``service-<hash>.ext4``): the service's ``build:`` folder at ``/srv/app``, the
+  guest init at ``/srv/shoal/init.py`` and ``/srv/shoal/service.json`` (command, env, ``PORT``),
+  made with ``mkfs.ext4 -d`` in well under a second: a code change rebakes only this disk.
+
+Instances never write to these files: each VM gets copy-on-write overlays
+(:mod:`shoal.runtimes.vm.qemu`). Files are written under a temporary name and renamed into place,
+so a crash mid-bake leaves nothing that looks finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shoal.errors import RuntimeNotAvailable
+from shoal.runtimes.vm import commands, hosting, initramfs
+
+Progress = Callable[[str], None]
+
+SUITE = "bookworm"
+KERNEL_PACKAGE = "linux-image-cloud-amd64"
+BASE_INCLUDE = ("python3",)
+BASE_EXCLUDE = (
+    "/usr/share/doc/*",
+    "/usr/share/man/*",
+    "/usr/share/info/*",
+    "/usr/share/locale/*",
+    "/usr/share/lintian/*",
+)
+BASE_FREE = 256 << 20
+"""Free space left in the base root filesystem (sparse: it costs nothing until written)."""
+SERVICE_FREE = 64 << 20
+SKIPPED = frozenset({"__pycache__", ".git", ".shoal", ".venv", "node_modules"})
+"""Folder names never copied from a ``build:`` folder into an image."""
+GUEST_INIT = Path(__file__).with_name("guest_init.py")
+PER_INSTANCE_ENV = frozenset({"SHOAL_INSTANCE", "SHOAL_STATE"})
+"""Variables that differ per instance: not baked (a restored clone shares its snapshot's)."""
+
+
+def default_cache() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "shoal" / "vm"
+
+
+def _quiet(line: str) -> None:
+    return None
+
+
+def digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceInputs:
+    """What a service's disk is made of (its hash names the disk)."""
+
+    name: str
+    build: Path | None
+    command: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    port: int | None = None
+    grace: float = 10.0
+
+    def config(self) -> dict[str, object]:
+        env = {k: v for k, v in self.env.items() if k not in PER_INSTANCE_ENV}
+        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin")
+        env.setdefault("HOME", "/root")
+        env.setdefault("LANG", "C.UTF-8")
+        if self.port is not None:
+            env["PORT"] = str(self.port)
+        return {
+            "command": list(self.command),
+            "env": env,
+            "workdir": "/srv/app",
+            "port": self.port,
+            "grace": self.grace,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Image:
+    """A baked image: what qemu boots. ``key`` changes whenever any input changes."""
+
+    key: str
+    kernel: Path
+    initramfs: Path
+    root: Path
+    service: Path
+
+
+def files_of(folder: Path) -> Iterator[Path]:
+    """Every file and link under ``folder`` (sorted, without :data:`SKIPPED` folders)."""
+    for path in sorted(folder.iterdir()):
+        if path.name in SKIPPED:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            yield from files_of(path)
+        else:
+            yield path
+
+
+def folder_hash(folder: Path) -> str:
+    """Content hash of a ``build:`` folder: names, modes and bytes of every file."""
+    sha = hashlib.sha256()
+    for path in files_of(folder):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            sha.update(f"L {relative} {os.readlink(path)}\n".encode())
+            continue
+        sha.update(f"F {relative} {path.stat().st_mode & 0o777:o}\n".encode())
+        with path.open("rb") as source:
+            for chunk in iter(lambda: source.read(1 << 20), b""):
+                sha.update(chunk)
+    return sha.hexdigest()[:16]
+
+
+def base_recipe(target: Path) -> list[str]:
+    argv = ["mmdebstrap", "--variant=minbase", f"--include={','.join(BASE_INCLUDE)}"]
+    argv += [f"--dpkgopt=path-exclude={pattern}" for pattern in BASE_EXCLUDE]
+    return [*argv, SUITE, str(target)]
+
+
+def ext4_size(used: int, free: int) -> int:
+    """An ext4 image size in MiB for ``used`` bytes of files plus ``free`` bytes."""
+    return max(32, (used * 13 // 10 + free) // (1 << 20) + 1)
+
+
+def tree_size(folder: Path) -> int:
+    total = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total
+
+
+class Baker:
+    """Bakes and caches; one bake of a given part at a time (in this process)."""
+
+    def __init__(self, cache: Path | None = None) -> None:
+        self.cache = cache or default_cache()
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        return self._locks.setdefault(key, asyncio.Lock())
+
+    # ---------------------------------------------------------------- keys
+
+    def kernel_key(self) -> str:
+        busybox = Path(hosting.require("busybox")).read_bytes()
+        return digest(
+            KERNEL_PACKAGE,
+            initramfs.MODULES,
+            initramfs.init_script(),
+            hashlib.sha256(busybox).hexdigest(),
+        )
+
+    def base_key(self) -> str:
+        return digest(base_recipe(Path("-")))
+
+    def service_key(self, inputs: ServiceInputs) -> str:
+        content = folder_hash(inputs.build) if inputs.build is not None else None
+        return digest(inputs.config(), content, GUEST_INIT.read_bytes().hex())
+
+    def is_fresh(self, inputs: ServiceInputs) -> bool:
+        """True when nothing needs baking for ``inputs`` (every part is in the cache)."""
+        kernel = self.cache / f"kernel-{self.kernel_key()}"
+        return (
+            (kernel / "vmlinuz").exists()
+            and (kernel / "initramfs.cpio").exists()
+            and (self.cache / f"base-{self.base_key()}.ext4").exists()
+            and (self.cache / f"service-{self.service_key(inputs)}.ext4").exists()
+        )
+
+    # ---------------------------------------------------------------- baking
+
+    async def bake(self, inputs: ServiceInputs, progress: Progress = _quiet) -> Image:
+        """The image for ``inputs``, baking whatever part is missing from the cache."""
+        kernel, initrd = await self.kernel(progress)
+        root = await self.base(progress)
+        service = await self.service(inputs, progress)
+        key = digest(kernel.parent.name, root.name, service.name)
+        return Image(key=key, kernel=kernel, initramfs=initrd, root=root, service=service)
+
+    async def kernel(self, progress: Progress = _quiet) -> tuple[Path, Path]:
+        key = self.kernel_key()
+        folder = self.cache / f"kernel-{key}"
+        async with self._lock(folder.name):
+            if (folder / "initramfs.cpio").exists():
+                return folder / "vmlinuz", folder / "initramfs.cpio"
+            for tool in ("apt-get", "dpkg"):
+                hosting.require(tool)
+            started = time.monotonic()
+            progress(f"vm: downloading the kernel ({KERNEL_PACKAGE}, apt-get download)")
+            self.cache.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=self.cache, prefix=".kernel-") as temp:
+                work = Path(temp)
+                await commands.run(["apt-get", "download", KERNEL_PACKAGE], cwd=work)
+                meta = next(work.glob("*.deb"))
+                depends = await commands.run(["dpkg-deb", "-f", str(meta), "Depends"])
+                image = depends.split(",")[0].split("(")[0].strip()
+                if image:
+                    await commands.run(["apt-get", "download", image], cwd=work)
+                for deb in work.glob("*.deb"):
+                    await commands.run(["dpkg", "-x", str(deb), str(work / "tree")])
+                vmlinuz = next((work / "tree" / "boot").glob("vmlinuz-*"))
+                modules = next((work / "tree" / "lib" / "modules").iterdir())
+                progress("vm: building the initramfs (busybox + virtio modules)")
+                blobs = {Path(m).name: (modules / m).read_bytes() for m in initramfs.MODULES}
+                archive = initramfs.newc(
+                    initramfs.entries(
+                        Path(hosting.require("busybox")).read_bytes(),
+                        blobs,
+                        initramfs.init_script(),
+                    )
+                )
+                out = work / "out"
+                out.mkdir()
+                shutil.copyfile(vmlinuz, out / "vmlinuz")
+                (out / "initramfs.cpio").write_bytes(archive)
+                (out / "version").write_text(modules.name + "\n")
+                os.replace(out, folder)
+            progress(f"vm: kernel {modules.name} ready ({time.monotonic() - started:.1f}s)")
+            return folder / "vmlinuz", folder / "initramfs.cpio"
+
+    async def base(self, progress: Progress = _quiet) -> Path:
+        target = self.cache / f"base-{self.base_key()}.ext4"
+        async with self._lock(target.name):
+            if target.exists():
+                return target
+            hosting.require("mmdebstrap")
+            hosting.require("mkfs.ext4")
+            if os.geteuid() != 0:
+                raise RuntimeNotAvailable(
+                    "vm",
+                    "baking the base root filesystem needs root once (mmdebstrap keeps file "
+                    "owners); run `sudo shoal build` or bake in CI as root",
+                )
+            started = time.monotonic()
+            self.cache.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=self.cache, prefix=".base-") as temp:
+                tree = Path(temp) / "root"
+                recipe = base_recipe(tree)
+                progress(
+                    f"vm: building the base root filesystem: {' '.join(recipe[:3])} ... "
+                    "(about a minute, once per recipe)"
+                )
+                await commands.run(recipe)
+                size = ext4_size(tree_size(tree), BASE_FREE)
+                progress(f"vm: mkfs.ext4 -d: base image of {size} MiB")
+                partial = Path(temp) / "base.ext4"
+                await commands.run(_mkfs(tree, partial, size, "shoal-root"))
+                os.replace(partial, target)
+            progress(f"vm: base root filesystem ready ({time.monotonic() - started:.1f}s)")
+            return target
+
+    async def service(self, inputs: ServiceInputs, progress: Progress = _quiet) -> Path:
+        target = self.cache / f"service-{self.service_key(inputs)}.ext4"
+        async with self._lock(target.name):
+            if target.exists():
+                return target
+            hosting.require("mkfs.ext4")
+            started = time.monotonic()
+            self.cache.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=self.cache, prefix=".service-") as temp:
+                tree = Path(temp) / "srv"
+                app = tree / "app"
+                if inputs.build is not None:
+                    shutil.copytree(
+                        inputs.build,
+                        app,
+                        symlinks=True,
+                        ignore=shutil.ignore_patterns(*SKIPPED),
+                    )
+                else:
+                    app.mkdir(parents=True)
+                (tree / "shoal").mkdir()
+                shutil.copyfile(GUEST_INIT, tree / "shoal" / "init.py")
+                (tree / "shoal" / "service.json").write_text(json.dumps(inputs.config()))
+                size = ext4_size(tree_size(tree), SERVICE_FREE)
+                partial = Path(temp) / "service.ext4"
+                await commands.run(_mkfs(tree, partial, size, "shoal-srv"))
+                os.replace(partial, target)
+            progress(f"vm: baked {inputs.name} ({target.name}, {time.monotonic() - started:.1f}s)")
+            return target
+
+
+def _mkfs(tree: Path, image: Path, size_mib: int, label: str) -> Sequence[str]:
+    return [
+        hosting.require("mkfs.ext4"),
+        "-q",
+        "-F",
+        "-L",
+        label,
+        "-E",
+        "root_owner=0:0",
+        "-d",
+        str(tree),
+        str(image),
+        f"{size_mib}M",
+    ]
+
+
+__all__ = [
+    "KERNEL_PACKAGE",
+    "Baker",
+    "Image",
+    "Progress",
+    "ServiceInputs",
+    "base_recipe",
+    "default_cache",
+    "digest",
+    "ext4_size",
+    "folder_hash",
+]

@@ -1,0 +1,105 @@
+"""The host end of a VM's control line: text lines to and from the guest init.
+
+qemu exposes the guest's second serial port (``/dev/ttyS1``) as a unix socket in the instance's
+run folder; :class:`Channel` connects to it (again, after a daemon restart) and keeps one named
+reader task. The guest says ``ready`` (its service port accepts connections), ``synced`` (after
+a restore: clock and entropy done), ``warmed`` (the snapshot maker's one request answered),
+``exit <code>`` or ``signal <n>`` (how the command ended); the host says ``warm <path>``,
+``sync <unix-ns> <hex>``, ``stop <grace>`` and ``kill <signum>``. The protocol's other end is
+:mod:`shoal.runtimes.vm.guest_init`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+ENTROPY_BYTES = 64
+
+
+class Channel:
+    """One VM's control line; ``ready``/``synced`` are events, ``ended`` how the command ended."""
+
+    def __init__(self, label: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.label = label
+        self.ready = asyncio.Event()
+        self.synced = asyncio.Event()
+        self.warmed = asyncio.Event()
+        self.ended: tuple[str, int] | None = None  # ("exit", code) or ("signal", number)
+        self._writer = writer
+        self._task = asyncio.create_task(
+            self._read(reader), name=f"shoal.runtimes.vm.channel[{label}]"
+        )
+        self._task.add_done_callback(self._finished)
+
+    @classmethod
+    async def connect(cls, label: str, path: Path, timeout: float = 10.0) -> Channel:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                reader, writer = await asyncio.open_unix_connection(str(path))
+                return cls(label, reader, writer)
+            except (FileNotFoundError, ConnectionRefusedError):
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.005)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                line = await reader.readline()
+            except (OSError, ValueError):  # reset (qemu gone) or an overlong line
+                return
+            if not line:
+                return
+            self._heard(line.decode(errors="replace").strip())
+
+    def _heard(self, line: str) -> None:
+        verb, _, rest = line.partition(" ")
+        if verb == "ready":
+            self.ready.set()
+        elif verb == "synced":
+            self.synced.set()
+        elif verb == "warmed":
+            self.warmed.set()
+        elif verb in ("exit", "signal"):
+            with contextlib.suppress(ValueError):
+                self.ended = (verb, int(rest))
+        elif line:
+            logger.debug("[%s] control: %r", self.label, line)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("[%s] control line failed: %r", self.label, task.exception())
+
+    def say(self, line: str) -> None:
+        if not self._writer.is_closing():
+            self._writer.write(line.encode() + b"\n")
+
+    async def sync(self, timeout: float) -> bool:
+        """Give a restored guest the wall clock and fresh entropy; True once it confirmed."""
+        self.synced.clear()
+        self.say(f"sync {time.time_ns()} {os.urandom(ENTROPY_BYTES).hex()}")
+        try:
+            await asyncio.wait_for(self.synced.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+
+
+__all__ = ["ENTROPY_BYTES", "Channel"]

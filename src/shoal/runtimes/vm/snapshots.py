@@ -1,0 +1,203 @@
+"""Snapshot starts: boot an image once, snapshot the fresh boot, start later VMs from it.
+
+:class:`~shoal.runtimes.vm.running.VmRuntime` asks :meth:`Snapshots.find` before every start;
+after the first cold-booted instance of an image revision says its service port is open, it
+calls :meth:`Snapshots.make` in the background. The maker is a separate, fresh VM (never a
+serving instance, so no request or client state ends up in the snapshot):
+
+1. qcow2 overlays over the image's disks (they become the clones' read-only base, so a clone's
+   disks match what its restored page cache believes), RAM in a file mapped **shared**;
+2. boot, wait for the guest init's ``ready`` (the service listens); one ``GET /`` from inside
+   the guest warms the service (first-request imports and caches, like SnapStart's priming);
+   let it settle;
+3. QMP ``stop``, then ``migrate`` to a file (an inherited fd) with ``x-ignore-shared``: only the
+   device state is written, the RAM already is in its file; ``quit``;
+4. rename the folder into place (``complete`` written last): a half-made snapshot is never used.
+
+A clone maps the RAM file **private** (copy-on-write: clones share the unchanged pages through
+the page cache) and loads the device state with ``-incoming fd:N``; its netdev is built from its
+own command line, so it gets its own ``hostfwd`` port. Then the runtime sends ``sync`` over the
+control line: the guest sets its wall clock to the host's and credits 64 fresh random bytes to
+the kernel's pool with an immediate CRNG reseed, before any request reaches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from shoal.runtimes.vm import commands, hosting, qemu
+from shoal.runtimes.vm.baking import Image, Progress, digest
+from shoal.runtimes.vm.channel import Channel
+from shoal.runtimes.vm.hosting import Host
+
+SETTLE = 0.3
+"""Seconds between the guest's ``ready`` and the snapshot (let the boot's last writes land)."""
+MIGRATE_POLL = 0.02
+WARM_PATH = "/"
+WARM_TIMEOUT = 30.0
+"""The maker's one request to the service before the snapshot (its answer is not checked)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Snapshot:
+    folder: Path
+    memory_mib: int
+    cpus: int
+
+    @property
+    def ram(self) -> Path:
+        return self.folder / "ram"
+
+    @property
+    def state(self) -> Path:
+        return self.folder / "state"
+
+    @property
+    def disks(self) -> tuple[Path, Path]:
+        return (self.folder / "root.qcow2", self.folder / "srv.qcow2")
+
+
+def snapshot_key(image: Image, *, memory_mib: int, cpus: int, port: int | None, host: Host) -> str:
+    """Everything a restore depends on: the image, the machine's shape and the accelerator."""
+    return digest(image.key, memory_mib, cpus, port, host.accel, qemu.kernel_args(host))
+
+
+class Snapshots:
+    """The snapshots of every image, under ``<cache>/snapshots/<key>``."""
+
+    def __init__(self, cache: Path) -> None:
+        self.folder = cache / "snapshots"
+
+    def find(self, key: str, *, memory_mib: int, cpus: int) -> Snapshot | None:
+        folder = self.folder / key
+        if not (folder / "complete").exists():
+            return None
+        return Snapshot(folder=folder, memory_mib=memory_mib, cpus=cpus)
+
+    async def make(
+        self,
+        image: Image,
+        *,
+        key: str,
+        memory_mib: int,
+        cpus: int,
+        port: int | None,
+        host: Host,
+        label: str,
+        progress: Progress,
+        ready_timeout: float = 300.0,
+    ) -> Snapshot:
+        """Boot a fresh VM of ``image`` and snapshot it once it serves (see the module doc)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        work = Path(tempfile.mkdtemp(prefix=".make-", dir=self.folder))
+        run = qemu.new_run_folder("snap-")
+        snapshot = Snapshot(folder=work, memory_mib=memory_mib, cpus=cpus)
+        process: asyncio.subprocess.Process | None = None
+        try:
+            for base, overlay in zip((image.root, image.service), snapshot.disks, strict=True):
+                await commands.run(
+                    [hosting.require("qemu-img"), "create", "-q", "-f", "qcow2", "-b",
+                     str(base), "-F", "raw", str(overlay)]
+                )  # fmt: skip
+            state = os.open(snapshot.state, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                machine = qemu.Machine(
+                    kernel=image.kernel,
+                    initramfs=image.initramfs,
+                    disks=snapshot.disks,
+                    disk_format="qcow2",
+                    disk_snapshot=False,
+                    host=host,
+                    memory_mib=memory_mib,
+                    cpus=cpus,
+                    port=port,
+                    console=work / "console.log",
+                    control=run / "control.sock",
+                    qmp=run / "qmp.sock",
+                    pidfile=run / "qemu.pid",
+                    ram_file=snapshot.ram,
+                    ram_shared=True,
+                )
+                env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": str(run)}
+                process = await qemu.launch(machine, label=label, env=env)
+                await _snapshot(machine, process, label, state, ready_timeout)
+            finally:
+                os.close(state)
+            (work / "complete").write_text(json.dumps({"label": label, "key": key}) + "\n")
+            target = self.folder / key
+            try:
+                os.rename(work, target)
+            except OSError:  # another maker finished first: keep theirs
+                shutil.rmtree(work, ignore_errors=True)
+            progress(f"vm: snapshot of {label} ready ({time.monotonic() - started:.1f}s)")
+            return Snapshot(folder=target, memory_mib=memory_mib, cpus=cpus)
+        except BaseException:
+            if process is not None and process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        finally:
+            shutil.rmtree(run, ignore_errors=True)
+
+
+async def _snapshot(
+    machine: qemu.Machine,
+    process: asyncio.subprocess.Process,
+    label: str,
+    state_fd: int,
+    ready_timeout: float,
+) -> None:
+    channel = await Channel.connect(label, machine.control)
+    try:
+        exited = asyncio.ensure_future(process.wait())
+        ready = asyncio.ensure_future(channel.ready.wait())
+        done, _ = await asyncio.wait(
+            {exited, ready}, timeout=ready_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        for future in (exited, ready):
+            if future not in done:
+                future.cancel()
+        if ready not in done:
+            why = "exited" if exited in done else f"was not ready within {ready_timeout:g}s"
+            raise RuntimeError(f"the snapshot VM {why}")
+        channel.say(f"warm {WARM_PATH}")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(channel.warmed.wait(), WARM_TIMEOUT)
+        await asyncio.sleep(SETTLE)
+        monitor = await qemu.Qmp.connect(machine.qmp)
+        try:
+            await monitor.execute("stop")
+            await monitor.execute(
+                "migrate-set-capabilities",
+                capabilities=[{"capability": "x-ignore-shared", "state": True}],
+            )
+            await monitor.execute("getfd", fd=state_fd, fdname="snapshot")
+            await monitor.execute("migrate", uri="fd:snapshot")
+            while True:
+                status = (await monitor.execute("query-migrate")).get("status")
+                if status == "completed":
+                    break
+                if status in ("failed", "cancelled"):
+                    raise RuntimeError(f"migration to the snapshot file {status}")
+                await asyncio.sleep(MIGRATE_POLL)
+            with contextlib.suppress(qemu.QmpError):
+                await monitor.execute("quit")
+        finally:
+            await monitor.close()
+        await asyncio.wait_for(process.wait(), 30)
+    finally:
+        await channel.close()
+
+
+__all__ = ["Snapshot", "Snapshots", "snapshot_key"]

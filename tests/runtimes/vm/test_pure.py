@@ -1,0 +1,203 @@
+"""The VM runtime's pure parts: host detection, the initramfs archive, qemu argv, bake keys."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from shoal.errors import RuntimeNotAvailable
+from shoal.manifest.loading import load_manifest
+from shoal.runtimes.base import InstanceSpec, Limits
+from shoal.runtimes.vm import baking, hosting, initramfs, qemu
+from shoal.runtimes.vm.running import describe, inputs_of, inputs_of_service
+
+TCG = hosting.Host(accel="tcg", tsc_khz=2_445_406, why="test")
+
+
+def test_kvm_only_with_a_hardware_module_and_a_usable_device() -> None:
+    assert hosting.choose_accel({"kvm", "kvm_intel"}, kvm_usable=True)[0] == "kvm"
+    assert hosting.choose_accel({"kvm", "kvm_amd"}, kvm_usable=True)[0] == "kvm"
+    accel, why = hosting.choose_accel({"kvm", "kvm_pvm"}, kvm_usable=True)
+    assert accel == "tcg" and "kvm_pvm" in why
+    assert hosting.choose_accel({"kvm_intel"}, kvm_usable=False)[0] == "tcg"
+    assert hosting.choose_accel(set(), kvm_usable=False)[0] == "tcg"
+
+
+def test_tsc_khz_from_cpuinfo() -> None:
+    assert hosting.parse_tsc_khz("processor\t: 0\ncpu MHz\t\t: 2445.406\n") == 2_445_406
+    assert hosting.parse_tsc_khz("nothing here") == hosting.DEFAULT_TSC_KHZ
+
+
+def test_a_missing_tool_names_its_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hosting.shutil, "which", lambda *a, **k: None)
+    with pytest.raises(RuntimeNotAvailable, match=r"apt-get install qemu-system-x86"):
+        hosting.require("qemu-system-x86_64")
+    with pytest.raises(RuntimeNotAvailable, match=r"apt-get install mmdebstrap"):
+        hosting.require("mmdebstrap")
+
+
+def _unpack(archive: bytes) -> dict[str, tuple[int, bytes]]:
+    """A minimal newc reader: name -> (mode, data)."""
+    out: dict[str, tuple[int, bytes]] = {}
+    stream = io.BytesIO(archive)
+    while True:
+        header = stream.read(110)
+        assert header[:6] == b"070701"
+        fields = [int(header[6 + 8 * i : 14 + 8 * i], 16) for i in range(13)]
+        mode, size, namesize = fields[1], fields[6], fields[11]
+        name = stream.read(namesize)[:-1].decode()
+        stream.read(-(110 + namesize) % 4)
+        data = stream.read(size)
+        stream.read(-size % 4)
+        if name == "TRAILER!!!":
+            return out
+        out[name] = (mode, data)
+
+
+def test_initramfs_archive_round_trips() -> None:
+    modules = {"virtio.ko": b"\x7fELF" + b"v" * 13}
+    archive = initramfs.newc(initramfs.entries(b"busybox!", modules, initramfs.init_script()))
+    assert len(archive) % 4 == 0
+    files = _unpack(archive)
+    assert files["bin/busybox"] == (0o100755, b"busybox!")
+    assert files["lib/modules/virtio.ko"][1] == modules["virtio.ko"]
+    assert files["newroot"][0] == 0o040755
+    init = files["init"][1].decode()
+    assert init.startswith("#!/bin/busybox sh")
+    assert "virtio_ring virtio virtio_mmio virtio_blk" in init
+    assert "switch_root /newroot /usr/bin/python3 -I -S /srv/shoal/init.py" in init
+
+
+def test_modules_are_listed_after_their_dependencies() -> None:
+    data = b"\x00license=GPL\x00depends=virtio,virtio_ring\x00vermagic=6.1\x00"
+    assert initramfs.module_depends(data) == ["virtio", "virtio_ring"]
+    assert initramfs.module_depends(b"\x00depends=\x00") == []
+    names = [Path(m).name.removesuffix(".ko") for m in initramfs.MODULES]
+    assert names.index("virtio_ring") < names.index("virtio") < names.index("virtio_blk")
+    assert names.index("net_failover") < names.index("virtio_net")
+
+
+def _machine(**fields: object) -> qemu.Machine:
+    base: dict[str, object] = {
+        "kernel": Path("/k/vmlinuz"),
+        "initramfs": Path("/k/initrd"),
+        "disks": (Path("/c/base.ext4"), Path("/c/service.ext4")),
+        "host": TCG,
+        "port": 8080,
+        "host_port": 41234,
+        "console": Path("/s/log"),
+        "control": Path("/r/control.sock"),
+        "qmp": Path("/r/qmp.sock"),
+        "pidfile": Path("/r/qemu.pid"),
+    }
+    return qemu.Machine(**{**base, **fields})  # type: ignore[arg-type]
+
+
+def test_cold_boot_argv() -> None:
+    argv = qemu.argv(_machine())
+    line = " ".join(argv)
+    assert argv[0] == "qemu-system-x86_64"
+    assert "-accel tcg" in line and "-enable-kvm" not in line
+    assert "tsc_early_khz=2445406" in line
+    assert "user,id=net,restrict=on,hostfwd=tcp:127.0.0.1:41234-:8080" in line
+    assert "file=/c/base.ext4,format=raw,if=none,snapshot=on" in line
+    assert "file,id=console,path=/s/log,append=on" in line
+    assert "-incoming" not in argv and "memory-backend-file" not in line
+
+
+def test_kvm_argv_has_no_tsc_hint() -> None:
+    host = hosting.Host(accel="kvm", tsc_khz=1, why="test")
+    line = " ".join(qemu.argv(_machine(host=host)))
+    assert "-accel kvm -cpu host" in line and "tsc_early_khz" not in line
+
+
+def test_restore_argv_maps_the_ram_file_private_and_defers_the_state() -> None:
+    argv = qemu.argv(
+        _machine(ram_file=Path("/snap/ram"), ram_shared=False, incoming_fd=7, disk_format="qcow2")
+    )
+    line = " ".join(argv)
+    assert "mem-path=/snap/ram,share=off" in line and "memory-backend=ram" in line
+    assert argv[-2:] == ["-incoming", "defer"]
+    maker = " ".join(qemu.argv(_machine(ram_file=Path("/snap/ram"), ram_shared=True)))
+    assert "share=on" in maker
+
+
+def test_resources_map_to_memory_and_vcpus() -> None:
+    assert qemu.memory_mib(None) == qemu.DEFAULT_MEMORY_MIB
+    assert qemu.memory_mib(64 << 20) == qemu.MIN_MEMORY_MIB
+    assert qemu.memory_mib(512 << 20) == 512
+    assert (qemu.vcpus(None), qemu.vcpus(0.5), qemu.vcpus(2.0), qemu.vcpus(2.5)) == (1, 1, 2, 3)
+
+
+def test_folder_hash_follows_content_and_skips_caches(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("print(1)\n")
+    first = baking.folder_hash(tmp_path)
+    (tmp_path / "__pycache__").mkdir()
+    (tmp_path / "__pycache__" / "app.pyc").write_bytes(b"x")
+    assert baking.folder_hash(tmp_path) == first
+    (tmp_path / "app.py").write_text("print(2)\n")
+    assert baking.folder_hash(tmp_path) != first
+
+
+def test_ext4_size_leaves_room() -> None:
+    assert baking.ext4_size(0, 0) == 32
+    assert baking.ext4_size(100 << 20, 64 << 20) == 195
+
+
+def test_service_config_bakes_port_but_not_per_instance_env() -> None:
+    inputs = baking.ServiceInputs(
+        name="web",
+        build=None,
+        command=("python3", "app.py"),
+        env={"A": "1", "SHOAL_INSTANCE": "3", "SHOAL_STATE": "/x"},
+        port=8080,
+    )
+    config = inputs.config()
+    env = config["env"]
+    assert isinstance(env, dict)
+    assert env["A"] == "1" and env["PORT"] == "8080" and "SHOAL_INSTANCE" not in env
+    assert config["workdir"] == "/srv/app"
+    json.dumps(config)
+
+
+def test_prepare_and_start_compute_the_same_inputs(tmp_path: Path) -> None:
+    (tmp_path / "vmapp").mkdir()
+    (tmp_path / "shoal.yaml").write_text(
+        "name: demo\nservices:\n  web:\n    runtime: vm\n    command: [python3, app.py]\n"
+        "    build: ./vmapp\n    env: {A: '1'}\n"
+    )
+    project = load_manifest(tmp_path / "shoal.yaml")
+    service = project.manifest.services["web"]
+    spec = InstanceSpec(
+        app="demo",
+        kind="service",
+        name="web",
+        ordinal=2,
+        revision="r",
+        command=("python3", "app.py"),
+        env={
+            "A": "1",
+            "SHOAL_APP": "demo",
+            "SHOAL_SERVICE": "web",
+            "SHOAL_INSTANCE": "2",
+            "SHOAL_STATE": "/s",
+            "PORT": "8080",
+        },
+        port=8080,
+        limits=Limits(),
+        stop_grace=service.stop_grace_period,
+        log_path=tmp_path / "log",
+        build=tmp_path / "vmapp",
+    )
+    assert inputs_of(spec).config() == inputs_of_service(project, "web", service).config()
+
+
+def test_exit_descriptions() -> None:
+    assert describe(0, ("exit", 3)).code == 3
+    assert describe(0, ("signal", 15)).signal == 15
+    assert describe(-9, None).reason == "VM killed by SIGKILL"
+    assert describe(None, None).code is None
+    assert "qemu exited with code 0" in describe(0, None).reason
