@@ -331,6 +331,9 @@ def response_json(response: dict[str, Any]) -> Any:
 def test_manifest_names_files_that_exist(app_dir: Path) -> None:
     manifest = yaml.safe_load((app_dir / "shoal.yaml").read_text())
     for name, spec in {**manifest.get("services", {}), **manifest.get("jobs", {})}.items():
+        if spec.get("runtime") == "container":  # its code is in the image its folder builds
+            assert (app_dir / spec["build"] / "Dockerfile").is_file(), name
+            continue
         command = spec["command"]
         argv = shlex.split(command) if isinstance(command, str) else command
         assert argv[0] == "python3", name
@@ -575,6 +578,20 @@ def test_orders_finishes_the_request_in_flight_on_sigterm(tmp_path: Path) -> Non
             client.join(timeout=REQUEST_TIMEOUT)
         assert orders.proc.wait(timeout=STOP_DEADLINE) == 0
     assert [reply.status for reply in replies] == [201]
+
+
+# ---------------------------------------------------------------- reviews (a container's code)
+
+
+def test_reviews_serves_and_stops_cleanly(tmp_path: Path) -> None:
+    """The code the reviews image runs, run here as a process (the image needs
+    `shoal images bootstrap`; tests/runtimes/container runs images)."""
+    with running(SHOP / "reviews", tmp_path) as reviews:
+        assert reviews.get("/tea").body["reviews"][0]["stars"] == 5
+        assert set(reviews.get("/").body) == {"tea", "mug"}
+        assert reviews.get("/nothing").status == 404
+        assert reviews.stop() == 0
+        assert '"GET /tea HTTP/1.1" 200' in reviews.output()
 
 
 # ---------------------------------------------------------------- the nightly report job

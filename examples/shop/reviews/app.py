@@ -1,13 +1,16 @@
 """reviews: product reviews, served from a container (stdlib only, like the other shop services).
 
-GET /healthz -> ok; GET / -> every review; GET /<sku> -> the reviews of one product.
-Listens on $PORT (8080 inside the container; shoal publishes it on 127.0.0.1).
+GET /healthz -> {"status": "ok"}; GET / -> every review; GET /<sku> -> one product's reviews.
+Listens on $PORT (8080 inside the container; shoal publishes it on 127.0.0.1); SIGTERM (what
+`docker stop` sends, through the container's init) finishes the requests in flight, exits 0.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 REVIEWS = {
@@ -20,7 +23,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = self.path.rstrip("/").rsplit("/", 1)[-1] if self.path not in ("/", "") else ""
         if self.path == "/healthz":
-            self._send(200, {"ok": True})
+            self._send(200, {"status": "ok"})
         elif path == "":
             self._send(200, REVIEWS)
         elif path in REVIEWS:
@@ -40,7 +43,16 @@ class Handler(BaseHTTPRequestHandler):
         print(f"{self.address_string()} {format % args}", flush=True)
 
 
-if __name__ == "__main__":
+def main() -> None:
     # every interface *inside* the container; shoal publishes the port on 127.0.0.1 only
     address = ("0.0.0.0", int(os.environ.get("PORT", "8080")))  # noqa: S104
-    ThreadingHTTPServer(address, Handler).serve_forever()
+    server = ThreadingHTTPServer(address, Handler)
+    server.daemon_threads = False  # requests in flight finish before the exit
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print(f"reviews listening on port {address[1]}", flush=True)
+    server.serve_forever()
+    server.server_close()
+
+
+if __name__ == "__main__":
+    main()
