@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "jobs": "shoal.cli.jobs:jobs",
     "run": "shoal.cli.jobs:run",
     "images": "shoal.cli.images:images",
+    "build": "shoal.cli.build:build",
 }
 """Every command, imported only when called: `shoal --version` loads no pydantic or aiohttp."""
 

@@ -32,7 +32,7 @@ def test_tsc_khz_from_cpuinfo() -> None:
 
 
 def test_a_missing_tool_names_its_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hosting.shutil, "which", lambda *a, **k: None)
+    monkeypatch.setattr("shutil.which", lambda *a, **k: None)
     with pytest.raises(RuntimeNotAvailable, match=r"apt-get install qemu-system-x86"):
         hosting.require("qemu-system-x86_64")
     with pytest.raises(RuntimeNotAvailable, match=r"apt-get install mmdebstrap"):

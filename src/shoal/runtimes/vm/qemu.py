@@ -20,8 +20,10 @@ with ``x-ignore-shared`` (a migration capability, set over QMP on both sides).
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
+import signal
 import socket
 import tempfile
 from collections.abc import Mapping
@@ -47,6 +49,7 @@ BOOT_ARGS = (
     "random.trust_cpu=off",
 )
 RESTORE_POLL = 0.005
+PR_SET_PDEATHSIG = 1
 MIN_MEMORY_MIB = 192
 DEFAULT_MEMORY_MIB = 256
 
@@ -152,8 +155,12 @@ async def launch(
     label: str,
     env: Mapping[str, str],
     pass_fds: tuple[int, ...] = (),
+    die_with_parent: bool = False,
 ) -> asyncio.subprocess.Process:
-    """Start qemu for ``machine`` (own session; its own messages go to the console log)."""
+    """Start qemu for ``machine`` (own session; its own messages go to the console log).
+
+    ``die_with_parent``: the kernel kills qemu if this process dies (a snapshot maker must not
+    outlive a daemon killed with -9; instances must, to be adopted)."""
     args = argv(machine, hosting.require("qemu-system-x86_64"))
     with machine.console.open("ab") as log:
         try:
@@ -165,6 +172,7 @@ async def launch(
                 env=dict(env),
                 pass_fds=pass_fds,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if die_with_parent else None,
             )
         except OSError as exc:
             raise InstanceStartError(
@@ -191,6 +199,10 @@ async def restore(machine: Machine) -> None:
         await monitor.execute("cont")  # the snapshot was taken paused
     finally:
         await monitor.close()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class QmpError(Exception):

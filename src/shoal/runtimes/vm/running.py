@@ -142,6 +142,7 @@ class VmRuntime:
     async def prepare(self, project: Project, services: list[str], progress: Progress) -> None:
         """Bake every stale image before the supervisor starts (progress for each slow step)."""
         hosting.require("qemu-system-x86_64")
+        self.progress = progress  # later bakes and snapshots report there too
         progress(f"vm: {self.host.why}")
         for name in services:
             service = project.manifest.services[name]

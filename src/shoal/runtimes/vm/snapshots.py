@@ -128,7 +128,7 @@ class Snapshots:
                     ram_shared=True,
                 )
                 env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TMPDIR": str(run)}
-                process = await qemu.launch(machine, label=label, env=env)
+                process = await qemu.launch(machine, label=label, env=env, die_with_parent=True)
                 await _snapshot(machine, process, label, state, ready_timeout)
             finally:
                 os.close(state)

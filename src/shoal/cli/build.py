@@ -1,0 +1,91 @@
+"""``shoal build [SERVICE...]``: make what services need before they start (VM images today).
+
+One builder per runtime in :data:`BUILDERS` (a runtime without one has nothing to build); each
+takes the project, the names of its services and a progress callback, and returns one line per
+service saying what it built or found. ``shoal up`` does the same through the runtimes'
+``prepare``, so ``build`` only moves the wait (and its progress) to a moment of your choosing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+from collections.abc import Awaitable, Callable
+
+import click
+
+from shoal.cli.common import manifest_option, settings_of, stderr, stdout
+from shoal.errors import UnknownName
+from shoal.manifest import Project, load_manifest
+
+Progress = Callable[[str], None]
+Builder = Callable[[Project, list[str], Progress], Awaitable[list[str]]]
+
+
+async def build_vm(project: Project, names: list[str], progress: Progress) -> list[str]:
+    """Bake each VM service's image (kernel, base root filesystem and service disk)."""
+    from shoal.runtimes.vm import Baker, hosting  # noqa: PLC0415 - only when a VM is built
+    from shoal.runtimes.vm.running import inputs_of_service  # noqa: PLC0415
+
+    hosting.require("qemu-system-x86_64")
+    baker = Baker()
+    lines = []
+    for name in names:
+        inputs = inputs_of_service(project, name, project.manifest.services[name])
+        fresh = baker.is_fresh(inputs)
+        image = await baker.bake(inputs, progress)
+        state = "up to date" if fresh else "baked"
+        lines.append(f"{name}: VM image {image.key} {state} ({image.service.name})")
+    return lines
+
+
+BUILDERS: dict[str, Builder] = {"vm": build_vm}
+"""Runtime name -> the builder of its services."""
+
+
+def select(project: Project, wanted: tuple[str, ...]) -> dict[str, list[str]]:
+    """Service names by runtime: those named (every one when none is), in manifest order."""
+    services = project.manifest.services
+    for name in wanted:
+        if name not in services:
+            close = difflib.get_close_matches(name, services, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UnknownName(f"no service named {name!r}{hint}")
+    by_runtime: dict[str, list[str]] = {}
+    for name, service in services.items():
+        if not wanted or name in wanted:
+            by_runtime.setdefault(service.runtime, []).append(name)
+    return by_runtime
+
+
+async def build_all(project: Project, wanted: tuple[str, ...], progress: Progress) -> list[str]:
+    lines: list[str] = []
+    for runtime, names in select(project, wanted).items():
+        builder = BUILDERS.get(runtime)
+        if builder is None:
+            lines.extend(f"{name}: nothing to build ({runtime})" for name in names)
+            continue
+        lines.extend(await builder(project, names, progress))
+    return lines
+
+
+@click.command()
+@click.argument("services", nargs=-1)
+@manifest_option
+@click.pass_context
+def build(ctx: click.Context, services: tuple[str, ...], file: str | None) -> None:
+    """Build what SERVICES need before they start (all services when none is named).
+
+    VM services: bake the image (kernel, base root filesystem, service disk), cached by
+    content: a second build of unchanged inputs does nothing.
+    """
+    settings = settings_of(ctx)
+    err = stderr(settings)
+    project = load_manifest(file, profiles=["*"])
+    lines = asyncio.run(build_all(project, services, lambda line: err.print(line, markup=False)))
+    out = stdout(settings)
+    for line in lines:
+        out.print(line, markup=False)
+
+
+__all__ = ["BUILDERS", "build", "build_all", "build_vm", "select"]

@@ -1,0 +1,60 @@
+"""The VM suite's service: stdlib HTTP on $PORT inside the guest.
+
+/healthz answers 200; /whoami answers the code's VERSION, the guest's boot id (one per cold
+boot, shared by clones of one snapshot), a fresh random token and the guest's wall clock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+VERSION = Path(__file__).with_name("VERSION").read_text().strip()
+
+
+def boot_id() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        body: dict[str, object]
+        if self.path == "/healthz":
+            body = {"ok": True}
+        elif self.path == "/whoami":
+            body = {
+                "version": VERSION,
+                "boot": boot_id(),
+                "token": os.urandom(8).hex(),
+                "time": time.time(),
+            }
+        else:
+            body = {"path": self.path}
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # inside the guest: slirp forwards 127.0.0.1:HOSTPORT on the host to the guest's eth0
+    server = ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler)
+    print(f"serving {VERSION} on {os.environ['PORT']}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
