@@ -88,6 +88,14 @@ class GroupCommit:
         return await future
 
     async def _committing(self) -> None:
+        try:
+            await self._commit_all()
+        finally:
+            # At once, with no await between the last look at _pending and here: a submit
+            # arriving after this starts a new task (a done-callback would run too late).
+            self._task = None
+
+    async def _commit_all(self) -> None:
         loop = asyncio.get_running_loop()
         while self._pending:
             batch: list[tuple[list[tuple[str, str]], asyncio.Future[list[int]]]] = []
@@ -114,7 +122,6 @@ class GroupCommit:
             self._on_commit(flat)
 
     def _ended(self, task: asyncio.Task[None]) -> None:
-        self._task = None
         if not task.cancelled() and task.exception() is not None:
             log.error("group commit ended: %r", task.exception())
             for _, future in self._pending:
