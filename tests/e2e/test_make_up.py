@@ -80,6 +80,19 @@ def test_make_up_runs_the_shop_and_ctrl_c_stops_everything(tmp_path: Path) -> No
         )
         with urllib.request.urlopen(order, timeout=10) as r:  # orders -> gateway -> catalog
             assert r.status == 201
+            created = json.loads(r.read())
+
+        def confirmed() -> bool:  # orders -> orders.created (durable) -> notify (SQS batch)
+            topics = api(state, "/v1/topics")
+            assert isinstance(topics, list)
+            row = next(t for t in topics if t["name"] == "orders.created")
+            return (
+                row["subscribers"] == ["notify"]
+                and row["depth"] == 0
+                and bool(api(state, "/v1/jobs"))
+            )
+
+        wait_until(confirmed, 30)
         thumb = urllib.request.Request(
             f"{base}/thumbnail",
             data=json.dumps({"width": 1000, "height": 500, "max": 100}).encode(),
@@ -95,7 +108,9 @@ def test_make_up_runs_the_shop_and_ctrl_c_stops_everything(tmp_path: Path) -> No
         out, _ = make.communicate(timeout=60)
     text = out.decode(errors="replace")
     assert "daemon stopped" in text, text[-3000:]
-    assert "not run yet: schedule and event triggers of notify" in text
+    assert "not run yet" not in text
+    order_id = created["id"]
+    assert f"notify: sent confirmation of order {order_id}" in text, text[-3000:]
     assert "REPORT RequestId:" in text
     time.sleep(0.1)
     assert processes_in(shop) == []

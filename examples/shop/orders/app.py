@@ -13,9 +13,11 @@ function can send a confirmation.
     GET  /orders/{id}  one order, or 404
 
 Events are published with ``POST $SHOAL_API_URL/v1/topics/orders.created/events`` and
-``Authorization: Bearer $SHOAL_TOKEN`` when both are set; a failed publish is logged and never
-fails the order. It listens on ``$HOST`` (default 127.0.0.1) and ``$PORT`` (default 8080), logs
-one line per request to stdout, and on SIGTERM finishes the requests in flight and exits 0.
+``Authorization: Bearer $SHOAL_TOKEN`` (under shoal, read from the ``api-url`` and ``token``
+files in ``$SHOAL_STATE`` unless set); shoal answers 202 once the event is durable. A failed
+publish is logged and never fails the order. It listens on ``$HOST`` (default 127.0.0.1) and
+``$PORT`` (default 8080), logs one line per request to stdout, and on SIGTERM finishes the
+requests in flight and exits 0.
 """
 
 import http.client
@@ -161,6 +163,22 @@ def reserve(catalog_url: str, items: list[Any]) -> dict[str, Any]:
     raise UpstreamError(502, {"error": "catalog failed", "detail": f"HTTP {status}"})
 
 
+def shoal_api() -> tuple[str | None, str | None]:
+    """shoal's control API: ``$SHOAL_API_URL`` and ``$SHOAL_TOKEN``, else the ``api-url`` and
+    ``token`` files in ``$SHOAL_STATE`` (which shoal sets for the services it runs)."""
+    url, token = os.environ.get("SHOAL_API_URL"), os.environ.get("SHOAL_TOKEN")
+    state = os.environ.get("SHOAL_STATE")
+    if not (url and token) and state:
+        try:
+            with open(os.path.join(state, "api-url"), encoding="utf-8") as f:
+                url = f.read().strip()
+            with open(os.path.join(state, "token"), encoding="utf-8") as f:
+                token = f.read().strip()
+        except OSError as exc:
+            log.warning("cannot read shoal's API from %s: %s", state, exc)
+    return url, token
+
+
 class EventPublisher:
     """Publishes to shoal's topics API when shoal passed its URL and token, else does nothing."""
 
@@ -288,7 +306,7 @@ def main() -> int:
         log.error("CATALOG_URL must be an http(s) URL, got %r", catalog_url)
         return 2
     store = OrderStore(os.environ.get("ORDERS_DB", "orders.db"))
-    publisher = EventPublisher(os.environ.get("SHOAL_API_URL"), os.environ.get("SHOAL_TOKEN"))
+    publisher = EventPublisher(*shoal_api())
     port = int(os.environ.get("PORT", "8080"))
     host = os.environ.get("HOST", "127.0.0.1")  # exports set HOST=0.0.0.0 in containers
     server = OrdersServer((host, port), store, catalog_url, publisher)
