@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import textwrap
 import threading
 import time
 import urllib.error
@@ -56,16 +57,8 @@ def test_build_then_crash_restarts_with_backoff(
     site.mkdir()
     (site / "Dockerfile").write_text(f"FROM {busybox}\nCOPY hello.txt /www/hello.txt\n")
     (site / "hello.txt").write_text("built by shoal\n")
-    project.write(
-        manifest(app_name, busybox).replace(f"image: {busybox}", "build: ./site")
-        + f"""
-          crashy:
-            runtime: container
-            image: {busybox}
-            command: [sh, -c, "echo crashing; sleep 0.2; exit 3"]
-            restart: {{backoff: {{initial: 200ms, factor: 2}}}}
-        """
-    )
+    built = manifest(app_name, busybox).replace(f"image: {busybox}", "build: ./site")
+    project.write(built)
     try:
         up = project.shoal("up", "-d", "--wait-timeout", "60")
         assert up.returncode == 0, up.stdout + up.stderr
@@ -81,6 +74,15 @@ def test_build_then_crash_restarts_with_backoff(
         ]
         assert again["restarts"] == 1
         assert "killed by SIGKILL" in project.shoal("logs", "web").stdout
+        crashy = [  # a service that crashes by itself (`up -d` would have waited for it)
+            "  crashy:",
+            "    runtime: container",
+            f"    image: {busybox}",
+            '    command: [sh, -c, "echo crashing; sleep 0.2; exit 3"]',
+            "    restart: {backoff: {initial: 200ms, factor: 2}}",
+        ]
+        project.write(textwrap.dedent(built).rstrip("\n") + "\n" + "\n".join(crashy) + "\n")
+        project.shoal("apply", check=True)
         crashes = wait_until(
             lambda: (
                 (text := project.shoal("logs", "crashy").stdout).count("restart in") >= 3 and text
@@ -175,6 +177,12 @@ def test_daemon_kill9_then_up_adopts_containers(
     assert now == ids
     assert "adopted" in project.shoal("logs", "web").stdout
     assert fetch(after[0][1], "/healthz") == "ok\n"
+    os.kill(project.daemon_pid(), signal.SIGKILL)  # again, and this time `shoal down` cleans up
+    time.sleep(0.2)
+    (project.root / ".shoal" / "api-url").unlink()
+    down = project.shoal("down")
+    assert down.returncode == 0 and "leftover" in down.stdout, down.stdout + down.stderr
+    assert engine.api.containers(all=True, filters={"label": f"io.shoal.app={app_name}"}) == []
 
 
 def test_no_engine_is_a_clear_error(

@@ -23,12 +23,14 @@ are the supervisor's, so a container behaves like a process does.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from shoal.errors import EngineError, ImageError
 from shoal.runtimes.base import Exit, Handle, InstanceSpec, Stats
@@ -52,10 +54,13 @@ logger = logging.getLogger(__name__)
 
 RECENT_EXITS = 256
 """How many finished instances' exits are remembered for a late ``stop`` or ``wait``."""
+THREADS = 32
+"""Engine calls at once (each stop holds one for up to its grace period)."""
 STOP_MARGIN = 10.0
 """Seconds past the grace period to wait for the engine to report a stopped container."""
 
 _PROTOCOL_NAME = "container"
+T = TypeVar("T")
 
 
 class ContainerRuntime:
@@ -74,6 +79,15 @@ class ContainerRuntime:
         self._recent: OrderedDict[str, Exit] = OrderedDict()
         self._present: set[str] = set()  # images known to be on the engine
         self._building: dict[Path, asyncio.Lock] = {}
+        self._pool: ThreadPoolExecutor | None = None
+
+    async def _blocking(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run a blocking SDK call in this runtime's own threads: a slow stop or build never
+        starves the loop's default executor (health probes and the rest of shoal use it)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(THREADS, thread_name_prefix="shoal.runtimes.container")
+        call = functools.partial(function, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     # ------------------------------------------------------------------ the engine
 
@@ -84,7 +98,7 @@ class ContainerRuntime:
                 self._connecting = asyncio.Lock()
             async with self._connecting:
                 if self._client is None:
-                    self._client = await asyncio.to_thread(connect, self.url)
+                    self._client = await self._blocking(connect, self.url)
         return self._client
 
     # ------------------------------------------------------------------ images
@@ -115,7 +129,7 @@ class ContainerRuntime:
         lock = self._building.setdefault(folder, asyncio.Lock())
         async with lock:  # replicas starting together build once
             client = await self.engine()
-            tag = await asyncio.to_thread(
+            tag = await self._blocking(
                 build_image, folder, progress, repository=repository, client=client
             )
         self._present.add(tag)
@@ -126,11 +140,11 @@ class ContainerRuntime:
         if image in self._present:
             return
         client = await self.engine()
-        if not await asyncio.to_thread(image_exists, client, image):
+        if not await self._blocking(image_exists, client, image):
             progress(f"pulling {image}")
             try:
                 with engine_call(f"pull {image}", self.url):
-                    await asyncio.to_thread(client.api.pull, image)
+                    await self._blocking(client.api.pull, image)
             except EngineError as exc:
                 raise ImageError(
                     image,
@@ -145,7 +159,7 @@ class ContainerRuntime:
     async def start(self, spec: InstanceSpec) -> Handle:
         image = await self.image_for(spec, _appending(spec.log_path))
         client = await self.engine()
-        container_id, pid = await asyncio.to_thread(self._create_and_start, client, spec, image)
+        container_id, pid = await self._blocking(self._create_and_start, client, spec, image)
         handle = Handle(
             spec=spec,
             pid=pid,
@@ -187,7 +201,7 @@ class ContainerRuntime:
             client = await self.engine()
             try:
                 with engine_call(f"stop the container of {handle.spec.label}", self.url):
-                    await asyncio.to_thread(
+                    await self._blocking(
                         client.api.stop, follower.container_id, timeout=stop_seconds(grace)
                     )
             except EngineError as exc:
@@ -202,7 +216,7 @@ class ContainerRuntime:
         client = await self.engine()
         try:
             with engine_call(f"signal the container of {handle.spec.label}", self.url):
-                await asyncio.to_thread(client.api.kill, follower.container_id, signal=signum)
+                await self._blocking(client.api.kill, follower.container_id, signal=signum)
         except EngineError as exc:
             if exc.status not in (404, 409):  # gone, or not running any more
                 raise
@@ -219,7 +233,7 @@ class ContainerRuntime:
         label = handle.spec.label
         try:
             with engine_call(f"inspect the container of {label}", self.url):
-                found = await asyncio.to_thread(client.api.inspect_container, handle.runtime_ref)
+                found = await self._blocking(client.api.inspect_container, handle.runtime_ref)
         except EngineError as exc:
             if exc.status == 404:
                 logger.info("[%s] not adopted: container %s is gone", label, handle.runtime_ref)
@@ -231,7 +245,7 @@ class ContainerRuntime:
         state = found.get("State", {})
         if not state.get("Running"):
             logger.info("[%s] not adopted: container %s has exited", label, handle.runtime_ref)
-            await asyncio.to_thread(_remove_quietly, client, str(found["Id"]))
+            await self._blocking(_remove_quietly, client, str(found["Id"]))
             return None
         adopted = Handle(
             spec=handle.spec,
@@ -251,7 +265,7 @@ class ContainerRuntime:
         client = await self.engine()
         try:
             with engine_call("stats", self.url):
-                raw = await asyncio.to_thread(
+                raw = await self._blocking(
                     client.api.stats, follower.container_id, stream=False, one_shot=True
                 )
         except EngineError:
@@ -268,12 +282,12 @@ class ContainerRuntime:
         client = await self.engine()
         label_filters = [f"{key}={value}" for key, value in filters.items()]
         with engine_call("list containers", self.url):
-            found = await asyncio.to_thread(
+            found = await self._blocking(
                 client.api.containers, all=True, filters={"label": label_filters}
             )
         removed = [str(c["Id"]) for c in found if str(c["Id"]) not in self._followers]
         for container_id in removed:
-            await asyncio.to_thread(_remove_quietly, client, container_id)
+            await self._blocking(_remove_quietly, client, container_id)
             logger.warning(
                 "removed container %s: started by a daemon that crashed before recording it",
                 container_id[:12],
@@ -287,7 +301,10 @@ class ContainerRuntime:
         await asyncio.gather(*(f.detach() for f in followers), return_exceptions=True)
         if self._client is not None:
             client, self._client = self._client, None
-            await asyncio.to_thread(client.close)
+            await self._blocking(client.close)
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await asyncio.to_thread(pool.shutdown, wait=True)
 
     # ------------------------------------------------------------------ following
 
