@@ -118,6 +118,10 @@ class Client:
         path = f"/v1/topics/{urllib.parse.quote(topic, safe='')}/events"
         return Published.model_validate(self._call("POST", path, event))
 
+    def publish_batch(self, topic: str, events: list[Any]) -> Published:
+        path = f"/v1/topics/{urllib.parse.quote(topic, safe='')}/batch"
+        return Published.model_validate(self._call("POST", path, events))
+
     def topics(self) -> list[TopicRow]:
         return [TopicRow.model_validate(r) for r in self._call("GET", "/v1/topics")]
 

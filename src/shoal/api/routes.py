@@ -153,6 +153,13 @@ async def publish(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def publish_batch(request: web.Request) -> web.StreamResponse:
+    ids = await _control(request).publish_batch(request.match_info["name"], await request.read())
+    return web.Response(
+        text=f'{{"ids":{json.dumps(ids)}}}', status=202, content_type="application/json"
+    )
+
+
 async def topics(request: web.Request) -> web.StreamResponse:
     return _json(await _control(request).topics())
 
@@ -292,6 +299,14 @@ ROUTES: tuple[Route, ...] = (
         "/v1/topics/{name}/events",
         "Publish the body (JSON) on a topic; answered once the event is durable.",
         publish,
+        response=Published,
+        status=202,
+    ),
+    Route(
+        "POST",
+        "/v1/topics/{name}/batch",
+        "Publish a JSON array of events (at most 1,000) in one transaction; answered once durable.",
+        publish_batch,
         response=Published,
         status=202,
     ),

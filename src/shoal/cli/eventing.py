@@ -33,6 +33,7 @@ def read_event(data: str | None, event_file: IO[bytes] | None) -> Any:
 @click.option(
     "--file", "event_file", type=click.File("rb"), default=None, help="Read the event from a file."
 )
+@click.option("--batch", is_flag=True, help="The JSON is an array of events: one transaction.")
 @click.pass_context
 def publish(
     ctx: click.Context,
@@ -41,10 +42,16 @@ def publish(
     topic: str,
     data: str | None,
     event_file: IO[bytes] | None,
+    batch: bool = False,
 ) -> None:
     """Publish an event on TOPIC; returns once it is durable (delivered at least once)."""
     event = read_event(data, event_file)
-    result = client_for(file).publish(topic, event)
+    if batch:
+        if not isinstance(event, list):
+            raise UsageError("--batch takes a JSON array of events")
+        result = client_for(file).publish_batch(topic, event)
+    else:
+        result = client_for(file).publish(topic, event)
     ids = ", ".join(str(i) for i in result.ids)
     stdout(settings_of(ctx)).print(f"{topic}: published (message {ids})")
 

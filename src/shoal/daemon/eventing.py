@@ -24,7 +24,7 @@ from typing import Any
 
 from shoal.api.models import DeadLetter, TopicRow
 from shoal.daemon.functioning import Functions
-from shoal.events.bus import Bus, check_json
+from shoal.events.bus import Bus, check_json, split_batch
 from shoal.events.delivering import BatchOutcome, Deliverer, Subscription
 from shoal.events.retrying import LAMBDA_ASYNC_RETRIES
 from shoal.functions import shapes
@@ -165,6 +165,14 @@ class Events:
 
     async def publish(self, topic: str, payload: str | bytes) -> list[int]:
         return await self.bus.publish(topic, check_json(payload))
+
+    async def publish_batch(self, topic: str, payload: str | bytes) -> list[int]:
+        """A JSON array of events, stored in one transaction (EventBridge PutEvents, SQS
+        SendMessageBatch); the id of each (of its first copy when the topic fans out)."""
+        events = split_batch(payload)
+        ids = await self.bus.publish_many(topic, events)
+        step = len(self.bus.queues_of(topic))
+        return ids[::step]
 
     async def invoke_async(self, function: str, event: Any) -> int:
         if self.functions is not None:

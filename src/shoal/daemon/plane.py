@@ -159,6 +159,10 @@ class Plane:
         self._open_for_changes()
         return await self._events().publish(topic, payload)
 
+    async def publish_batch(self, topic: str, payload: bytes) -> list[int]:
+        self._open_for_changes()
+        return await self._events().publish_batch(topic, payload)
+
     async def topics(self) -> list[TopicRow]:
         return await self._events().topics()
 

@@ -1,6 +1,7 @@
 """The event bus: durable topics, at-least-once delivery, retries and dead letters.
 
-For code that shoal runs, the one thing to import is :func:`publish` (stdlib only). The daemon
+For code that shoal runs, what to import is :func:`publish` (and :func:`publish_batch`;
+stdlib only). The daemon
 side lives in modules imported explicitly, never from here, so that importing ``shoal.events``
 inside a function costs nothing:
 
@@ -10,6 +11,6 @@ retrying    the pure retry policy: exponential backoff, then the dead-letter top
 sdk         ``shoal.events.publish(topic, data)`` from inside functions and services
 """
 
-from shoal.events.sdk import publish
+from shoal.events.sdk import publish, publish_batch
 
-__all__ = ["publish"]
+__all__ = ["publish", "publish_batch"]

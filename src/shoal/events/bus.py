@@ -45,6 +45,24 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+MAX_BATCH_EVENTS = 1000
+"""Most events in one batch publish (one request, one transaction)."""
+
+
+def split_batch(payload: str | bytes) -> list[str]:
+    """The events of a batch publish (a JSON array), each as JSON text."""
+    text = payload.decode() if isinstance(payload, bytes) else payload
+    try:
+        events = json.loads(text, parse_constant=_no_constants)
+    except ValueError as exc:
+        raise UsageError(f"the batch is not JSON: {exc}") from None
+    if not isinstance(events, list) or not events:
+        raise UsageError("a batch is a non-empty JSON array of events")
+    if len(events) > MAX_BATCH_EVENTS:
+        raise UsageError(f"a batch holds at most {MAX_BATCH_EVENTS} events, got {len(events)}")
+    return [json.dumps(event, separators=(",", ":")) for event in events]
+
+
 def check_json(payload: str | bytes) -> str:
     """The payload as text, if it is one JSON value (NaN and Infinity refused, as SQLite does)."""
     text = payload.decode() if isinstance(payload, bytes) else payload
@@ -227,7 +245,10 @@ class Bus:
     # ------------------------------------------------------------------ delivering
 
     async def lease(self, queue: str, limit: int, lease_s: float) -> list[Message]:
-        return await self.call(lambda s: s.lease(queue, limit, lease_s, self._clock()))
+        # Not durable: a lease lost in a power cut ends anyway when the next daemon starts.
+        return await self.call(
+            lambda s: s.lease(queue, limit, lease_s, self._clock(), durable=False)
+        )
 
     async def next_due(self, queue: str) -> float | None:
         return await self.call(lambda s: s.next_due(queue))
@@ -238,7 +259,11 @@ class Bus:
         retried: list[tuple[int, float, str]],
         dead: list[tuple[int, str, str]],
     ) -> int:
-        moved = await self.call(lambda s: s.settle(acked, retried, dead, self._clock()))
+        # Not durable: a lost ack means one more delivery (at least once); a lost retry or
+        # dead-letter move means the message is tried again. Publishes are always durable.
+        moved = await self.call(
+            lambda s: s.settle(acked, retried, dead, self._clock(), durable=False)
+        )
         if dead:
             self._wake([(target, "") for _, target, _ in dead])
         return moved
@@ -269,4 +294,4 @@ class Bus:
         return expired + await self.call(lambda s: s.purge_acked(now - 60.0))
 
 
-__all__ = ["MAX_BATCH", "Bus", "GroupCommit", "check_json"]
+__all__ = ["MAX_BATCH", "MAX_BATCH_EVENTS", "Bus", "GroupCommit", "check_json", "split_batch"]

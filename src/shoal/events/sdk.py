@@ -11,10 +11,8 @@ daemon writes. A publish returns once the event is durable (the API answers 202 
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -43,20 +41,23 @@ def _endpoint() -> tuple[str, str]:
     )
 
 
-def publish(topic: str, data: Any) -> int:
-    """Publish ``data`` (anything JSON can carry) on ``topic``; the message id once durable."""
+def _post(topic: str, suffix: str, body: Any) -> list[int]:
+    # On first use only: http.client pulls in the email package (~tens of ms), and importing
+    # shoal.events must cost a function's init nothing.
+    import http.client  # noqa: PLC0415
+    import urllib.parse  # noqa: PLC0415
+
     url, token = _endpoint()
     parsed = urllib.parse.urlsplit(url)
     if parsed.hostname != "127.0.0.1":
         raise DaemonNotRunning(f"refusing to publish to {url}: the API is on 127.0.0.1 only")
-    body = json.dumps(data).encode()
-    path = f"/v1/topics/{urllib.parse.quote(topic, safe='')}/events"
+    path = f"/v1/topics/{urllib.parse.quote(topic, safe='')}/{suffix}"
     conn = http.client.HTTPConnection(parsed.hostname, parsed.port or 80, timeout=TIMEOUT_S)
     try:
         conn.request(
             "POST",
             path,
-            body=body,
+            body=json.dumps(body).encode(),
             headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         )
         response = conn.getresponse()
@@ -72,7 +73,17 @@ def publish(topic: str, data: Any) -> int:
             message = raw.decode(errors="replace")
         raise ApiError(response.status, f"publishing to {topic!r}: {message}")
     ids: list[int] = json.loads(raw)["ids"]
-    return ids[0]
+    return ids
 
 
-__all__ = ["publish"]
+def publish(topic: str, data: Any) -> int:
+    """Publish ``data`` (anything JSON can carry) on ``topic``; the message id once durable."""
+    return _post(topic, "events", data)[0]
+
+
+def publish_batch(topic: str, events: list[Any]) -> list[int]:
+    """Publish several events in one request and one transaction (at most 1,000); their ids."""
+    return _post(topic, "batch", list(events))
+
+
+__all__ = ["publish", "publish_batch"]

@@ -148,16 +148,25 @@ class Database:
                 raise store_error(self._path, what, exc) from exc
 
     @contextmanager
-    def write(self, what: str) -> Iterator[sqlite3.Connection]:
+    def write(self, what: str, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """The connection inside ``BEGIN IMMEDIATE``; committed (durably) on a normal exit.
 
         Any exception rolls the transaction back; ``sqlite3`` errors come out as StoreError.
+
+        ``durable=False`` commits without waiting for the disk (``synchronous=NORMAL`` for this
+        transaction: in WAL mode it survives a crash of the process, and is on disk once a
+        later durable commit or a checkpoint flushes the log). Only for writes whose loss in a
+        power cut is harmless (the event bus's leases and acks: at worst a message is delivered
+        again); every other write stays ``synchronous=FULL``.
         """
         with self._lock:
             connection = self._require_open(what)
             try:
+                if not durable:
+                    connection.execute("PRAGMA synchronous = NORMAL")
                 connection.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
+                self._restore_durability(connection, durable)
                 raise store_error(self._path, what, exc) from exc
             try:
                 yield connection
@@ -168,6 +177,15 @@ class Database:
             except BaseException:
                 _rollback(connection)
                 raise
+            finally:
+                self._restore_durability(connection, durable)
+
+    def _restore_durability(self, connection: sqlite3.Connection, durable: bool) -> None:
+        if not durable:
+            try:
+                connection.execute("PRAGMA synchronous = FULL")
+            except sqlite3.Error as exc:
+                raise store_error(self._path, "restore synchronous=FULL", exc) from exc
 
     def _require_open(self, what: str) -> sqlite3.Connection:
         if self._connection is None:

@@ -138,14 +138,18 @@ def settle(
     retried: Sequence[tuple[int, float, str]],
     dead: Sequence[tuple[int, str, str]],
     now: float,
+    *,
+    durable: bool = True,
 ) -> int:
     """The end of one delivered batch, in one transaction: ack ``acked``; make each
     ``(id, visible_at, error)`` of ``retried`` visible again later; move each
     ``(id, dead_letter_topic, error)`` of ``dead`` to its dead-letter topic (the copy remembers
     the topic it came from and the error). Returns how many messages were dead-lettered.
-    Messages acked meanwhile are left alone."""
+    Messages acked meanwhile are left alone. ``durable=False``: see ``Database.write`` (a lost
+    ack means one more delivery, which at-least-once allows)."""
     moved = 0
-    with db.write(f"settle a batch of {len(acked) + len(retried) + len(dead)} messages") as conn:
+    size = len(acked) + len(retried) + len(dead)
+    with db.write(f"settle a batch of {size} messages", durable=durable) as conn:
         conn.executemany(
             "UPDATE messages SET acked_at = ?, lease_until = NULL"
             " WHERE id = ? AND acked_at IS NULL",

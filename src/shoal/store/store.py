@@ -312,17 +312,20 @@ class Store:
                 for payload in payloads_json
             ]
 
-    def lease(self, topic: str, limit: int, lease_s: float, now: float) -> list[Message]:
+    def lease(
+        self, topic: str, limit: int, lease_s: float, now: float, *, durable: bool = True
+    ) -> list[Message]:
         """Lease up to ``limit`` deliverable messages of ``topic`` for ``lease_s`` seconds.
 
         Deliverable: unacked, visible (``visible_at <= now``) and not under a lease that is still
         running (``lease_until > now``). Each leased message gets ``lease_until = now + lease_s``
         and one more attempt, in one transaction: two consumers, even in two processes, never
-        lease the same message at once. Oldest visible first.
+        lease the same message at once. Oldest visible first. ``durable=False`` does not wait
+        for the disk (a lease lost in a power cut only means the message is delivered again).
         """
         if limit <= 0:
             return []
-        with self._db.write(f"lease messages of topic {topic!r}") as conn:
+        with self._db.write(f"lease messages of topic {topic!r}", durable=durable) as conn:
             found = conn.execute(
                 _LEASE, {"topic": topic, "now": now, "until": now + lease_s, "limit": limit}
             ).fetchall()
@@ -459,10 +462,12 @@ class Store:
         retried: Iterable[tuple[int, float, str]],
         dead: Iterable[tuple[int, str, str]],
         now: float,
+        *,
+        durable: bool = True,
     ) -> int:
         """Ack, retry later and dead-letter the messages of one batch in one transaction; the
         count dead-lettered (see :func:`shoal.store.queues.settle`)."""
-        return queues.settle(self._db, list(acked), list(retried), list(dead), now)
+        return queues.settle(self._db, list(acked), list(retried), list(dead), now, durable=durable)
 
     def end_leases(self) -> int:
         """End every running lease (on daemon start: the previous holder is gone); the count."""
