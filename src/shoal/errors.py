@@ -16,6 +16,8 @@ a named exit code (:class:`ExitCode`); nothing below the CLI calls ``sys.exit``.
     │   │                      HTTP status, the engine's explanation)
     │   └── ImageError         an image could not be built, imported or found (image, log tail)
     ├── CommandFailed          an external command (mmdebstrap...) failed (argv, exit code, output)
+    ├── DeployError            a deploy cannot be done on its target (target, reason): no swarm,
+    │                          no kubeconfig, the cluster refused a document
     ├── InstanceError          a runtime could not do something to one instance (carries its label)
     │   ├── InstanceStartError the command could not be started (argv, workdir, OS reason)
     │   └── SandboxError       resource limits could not be applied (cgroup path, OS reason)
@@ -185,6 +187,16 @@ class CommandFailed(ShoalError):
         how = "could not be started" if exit_code is None else f"exited with code {exit_code}"
         tail = f":\n{output.rstrip()}" if output.strip() else ""
         super().__init__(f"{' '.join(argv)} {how}{tail}")
+
+
+class DeployError(ShoalError):
+    """``shoal deploy`` cannot be done on ``target`` (``swarm``, ``k8s``): ``reason`` says why
+    (this engine is not in a swarm, no kubeconfig, the cluster refused a document)."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        self.target = target
+        self.reason = reason
+        super().__init__(f"deploy to {target}: {reason}")
 
 
 class InstanceError(ShoalError):
@@ -382,6 +394,7 @@ __all__ = [
     "DaemonError",
     "DaemonNotRunning",
     "DaemonRunning",
+    "DeployError",
     "EngineError",
     "EngineUnavailable",
     "ExitCode",

@@ -21,6 +21,8 @@ from shoal.manifest.schema import Function, Health, Manifest, Service
 from shoal.manifest.units import format_duration, format_size
 
 COMPOSE_VERSION = "3.9"
+PROBE_START = 2.0
+"""Seconds added to an HTTP/TCP health check's timeout for starting its python3 probe."""
 _RESTART = {"always": "any", "on-failure": "on-failure", "never": "none"}
 
 
@@ -68,10 +70,21 @@ def _healthcheck(path: str, s: Service, port: int, ledger: Ledger) -> dict[str, 
             "a Swarm health check runs a command inside the container",
             "python3 -c (probes the port); the image must have python3",
         )
+    timeout = h.timeout
+    if h.exec is None:
+        # The probe is a process started in the container: its start-up counts against the
+        # timeout, which shoal's in-process probe does not pay.
+        timeout = h.timeout + PROBE_START
+        ledger.gap(
+            f"{path}.health.timeout",
+            format_duration(h.timeout),
+            "a Swarm health check starts python3 in the container, within the timeout",
+            f"{format_duration(timeout)} (+{format_duration(PROBE_START)} for the start)",
+        )
     return {
         "test": _probe_command(h, port),
         "interval": _duration(h.interval),
-        "timeout": _duration(h.timeout),
+        "timeout": _duration(timeout),
         "retries": h.failures,
         "start_period": _duration(h.start_period),
     }

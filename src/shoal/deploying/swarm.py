@@ -1,0 +1,190 @@
+"""Deploying to Docker Swarm: the stack file from :func:`~shoal.exporters.export_swarm`, applied
+with ``docker stack deploy`` (the engine's own client: the Docker SDK has no stacks), then
+watched through the Docker SDK: tasks, their state and the host ports they were given.
+
+Ports are published in host mode (the ingress routing mesh needs IPVS, which this kernel may
+lack), so each task has a port of its own on the node; :func:`tasks` lists them and clients
+reach them on 127.0.0.1. Swarm itself is left as found: deploying refuses to run on an engine
+that is not a swarm manager rather than initialising one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+
+from shoal.deploying.commands import run
+from shoal.errors import DeployError, EngineError
+from shoal.exporters.documents import Export, render
+from shoal.exporters.naming import Tag
+from shoal.exporters.swarm import export_swarm
+from shoal.manifest import Project
+from shoal.runtimes.container import connect
+from shoal.runtimes.container.engine import Client
+
+NAMESPACE_LABEL = "com.docker.stack.namespace"
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """One task of the stack: service, slot, state and the host ports it publishes."""
+
+    service: str
+    slot: int
+    state: str
+    ports: tuple[int, ...]
+
+
+def _docker() -> str:
+    found = shutil.which("docker")
+    if found is None:
+        raise DeployError("swarm", "no docker command (install the docker.io package)")
+    return found
+
+
+def swarm_state(client: Client) -> str:
+    """``active``, ``inactive``, ``pending``...: this engine's swarm state; raise if no manager."""
+    info = client.info()
+    swarm = info.get("Swarm") or {}
+    return str(swarm.get("LocalNodeState", "inactive"))
+
+
+def _check_manager(client: Client) -> None:
+    swarm = client.info().get("Swarm") or {}
+    if swarm.get("LocalNodeState") != "active":
+        raise DeployError(
+            "swarm",
+            "this Docker Engine is not in a swarm; start one with "
+            "`docker swarm init --advertise-addr 127.0.0.1`",
+        )
+    if not swarm.get("ControlAvailable"):
+        raise DeployError("swarm", "this node is a worker; deploy from a swarm manager")
+
+
+def stack_file(project: Project) -> Path:
+    return project.root / ".shoal" / "deploy" / "swarm" / "stack.yaml"
+
+
+def deploy_stack(project: Project, *, tag: Tag = "latest", url: str | None = None) -> Export:
+    """Write the stack file and deploy (or update) the stack named after the app."""
+    client = connect(url)
+    try:
+        _check_manager(client)
+    finally:
+        client.close()
+    result = export_swarm(project.manifest, tag=tag)
+    path = stack_file(project)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(result.documents[0]))
+    run(
+        [
+            _docker(),
+            "stack",
+            "deploy",
+            "--compose-file",
+            str(path),
+            "--resolve-image",
+            "never",
+            "--prune",
+            "--detach=true",
+            project.manifest.name,
+        ]
+    )
+    return result
+
+
+def remove_stack(app: str, *, timeout: float = 60.0, url: str | None = None) -> None:
+    """Remove the stack and wait until its services, tasks and networks are gone."""
+    run([_docker(), "stack", "rm", app])
+    client = connect(url)
+    try:
+        deadline = time.monotonic() + timeout
+        label = {"label": f"{NAMESPACE_LABEL}={app}"}
+        while time.monotonic() < deadline:
+            # The low-level calls list in one request (the high-level ones inspect each
+            # container, which may be gone by then).
+            left = (
+                client.api.services(filters=label)
+                or client.api.containers(all=True, filters=label)
+                or client.api.networks(filters=label)
+            )
+            if not left:
+                return
+            time.sleep(0.5)
+        raise DeployError("swarm", f"stack {app} still has resources after {timeout:g}s")
+    finally:
+        client.close()
+
+
+def tasks(app: str, *, url: str | None = None) -> list[TaskView]:
+    """The stack's tasks that should be running, with their host ports."""
+    client = connect(url)
+    try:
+        out = []
+        for service in client.services.list(filters={"label": f"{NAMESPACE_LABEL}={app}"}):
+            name = service.name.removeprefix(f"{app}_")
+            for task in service.tasks(filters={"desired-state": "running"}):
+                status = task.get("Status", {})
+                ports = _ipv4_ports(client, status)
+                out.append(
+                    TaskView(name, int(task.get("Slot", 0)), status.get("State", "?"), ports)
+                )
+        return sorted(out, key=lambda t: (t.service, t.slot))
+    finally:
+        client.close()
+
+
+def _ipv4_ports(client: Client, status: dict[str, Any]) -> tuple[int, ...]:
+    """The host ports a task publishes on IPv4 (what 127.0.0.1 reaches).
+
+    The task's ``PortStatus`` lists one port per address family without saying which is
+    which, and the IPv4 and IPv6 ports differ; the container on this node says.
+    """
+    container = (status.get("ContainerStatus") or {}).get("ContainerID")
+    if container:
+        try:
+            info = client.api.inspect_container(container)
+        except docker.errors.NotFound:
+            return ()
+        bindings = (info.get("NetworkSettings") or {}).get("Ports") or {}
+        return tuple(
+            sorted(
+                int(b["HostPort"])
+                for entries in bindings.values()
+                for b in entries or []
+                if b.get("HostIp") in ("0.0.0.0", "") and b.get("HostPort")  # noqa: S104
+            )
+        )
+    published = (status.get("PortStatus") or {}).get("Ports") or []
+    return tuple(sorted({int(p["PublishedPort"]) for p in published if p.get("PublishedPort")}))
+
+
+def scale(app: str, service: str, replicas: int, *, url: str | None = None) -> None:
+    """Set a service's replica count."""
+    client = connect(url)
+    try:
+        found = client.services.list(filters={"name": f"{app}_{service}"})
+        match = [s for s in found if s.name == f"{app}_{service}"]
+        if not match:
+            raise DeployError("swarm", f"no service {service} in stack {app}")
+        if not match[0].scale(replicas):
+            raise EngineError(f"scale {app}_{service}", "the engine refused the update")
+    finally:
+        client.close()
+
+
+__all__ = [
+    "NAMESPACE_LABEL",
+    "TaskView",
+    "deploy_stack",
+    "remove_stack",
+    "scale",
+    "stack_file",
+    "swarm_state",
+    "tasks",
+]

@@ -1,0 +1,208 @@
+"""examples/shop on a real single-node Swarm: build the images, deploy the stack, reach the
+tasks on 127.0.0.1, scale, update, remove; the swarm is left as it was found.
+
+Needs a Docker Engine (scripts/start-dockerd) and the Debian + Python base image, or mmdebstrap
+to make it; skips, saying which is missing, otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from shoal.manifest import Project, load_manifest
+
+REPO = Path(__file__).resolve().parents[2]
+SHOP = REPO / "examples" / "shop"
+
+pytestmark = pytest.mark.slow
+
+
+def _engine() -> None:
+    pytest.importorskip("docker", reason="the docker SDK (pip install 'shoal[docker]')")
+    from shoal.runtimes.container import reachable
+
+    if shutil.which("docker") is None:
+        pytest.skip("no docker CLI (Debian package docker.io)")
+    problem = reachable()
+    if problem is not None:
+        pytest.skip(f"no Docker Engine answers ({problem}); start one with scripts/start-dockerd")
+
+
+def _docker(*args: str) -> str:
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=True, timeout=60)
+    return done.stdout.strip()
+
+
+def test_deploy_refuses_an_engine_outside_a_swarm(tmp_path: Path) -> None:
+    _engine()
+    if _docker("info", "--format", "{{.Swarm.LocalNodeState}}") != "inactive":
+        pytest.skip("this engine is in a swarm")
+    from shoal.deploying import swarm as deploying
+    from shoal.errors import DeployError
+
+    shutil.copytree(SHOP, tmp_path / "shop", ignore=shutil.ignore_patterns(".shoal", "*.db"))
+    with pytest.raises(DeployError, match="docker swarm init"):
+        deploying.deploy_stack(_project(tmp_path / "shop", "shop"))
+
+
+@pytest.fixture(scope="module")
+def swarm() -> Iterator[None]:
+    """A single-node swarm: the one found, or one made here and left afterwards."""
+    _engine()
+    state = _docker("info", "--format", "{{.Swarm.LocalNodeState}}")
+    made = state == "inactive"
+    if made:
+        _docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+    elif state != "active":
+        pytest.skip(f"this engine's swarm is {state}")
+    try:
+        yield
+    finally:
+        if made:
+            _docker("swarm", "leave", "--force")
+        assert _docker("info", "--format", "{{.Swarm.LocalNodeState}}") == state
+
+
+def _project(folder: Path, app: str, log_level: str = "info") -> Project:
+    text = (SHOP / "shoal.yaml").read_text()
+    text = text.replace("name: shop\n", f"name: {app}\n").replace(
+        "env: {LOG_LEVEL: info}", f"env: {{LOG_LEVEL: {log_level}}}"
+    )
+    (folder / "shoal.yaml").write_text(text)
+    return load_manifest(folder / "shoal.yaml", environ={})
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+def _get(port: int, path: str, body: bytes | None = None) -> dict[str, object]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body)
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        data = json.loads(response.read())
+    assert isinstance(data, dict)
+    return data
+
+
+def _answers(port: int, path: str) -> bool:
+    try:
+        return _get(port, path).get("status") == "ok"
+    except OSError:
+        return False
+
+
+def _healthy(port: int) -> Callable[[], bool]:
+    return lambda: _answers(port, "/healthz")
+
+
+@pytest.mark.timeout(300)
+def test_deploy_reach_scale_update_remove(swarm: None, tmp_path: Path) -> None:
+    from shoal.deploying import swarm as deploying
+    from shoal.deploying.building import build_images
+
+    shutil.copytree(SHOP, tmp_path / "shop", ignore=shutil.ignore_patterns(".shoal", "*.db"))
+    folder = tmp_path / "shop"
+    app = f"shop-{uuid.uuid4().hex[:6]}"
+    project = _project(folder, app)
+    try:
+        tags = build_images(project)
+        assert {"catalog", "orders", "fn-thumbnail", "fn-notify"} <= set(tags)
+        deploying.deploy_stack(project, tag=tags)
+
+        def running(counts: dict[str, int]) -> Callable[[], bool]:
+            def check() -> bool:
+                seen: dict[str, int] = {}
+                for task in deploying.tasks(app):
+                    if task.state == "running" and task.ports:
+                        seen[task.service] = seen.get(task.service, 0) + 1
+                return all(seen.get(k, 0) == v for k, v in counts.items())
+
+            return check
+
+        wait_for(
+            "the stack's tasks", running({"catalog": 2, "orders": 1, "thumbnail": 1, "notify": 1})
+        )
+
+        def catalog_ports() -> set[int]:
+            return {
+                t.ports[0]
+                for t in deploying.tasks(app)
+                if t.service == "catalog" and t.state == "running" and t.ports
+            }
+
+        views = deploying.tasks(app)
+        for port in catalog_ports():  # every replica, on its own host port, via 127.0.0.1
+            wait_for(f"catalog on {port}", _healthy(port))
+            products = _get(port, "/catalog/products")["products"]
+            assert isinstance(products, list) and products
+        thumbnail = next(t.ports[0] for t in views if t.service == "thumbnail")
+        answers: list[dict[str, object]] = []
+
+        def thumbnail_answers() -> bool:
+            try:
+                body = json.dumps({"width": 64, "height": 32}).encode()
+                answers.append(_get(thumbnail, "/thumbnail", body))
+            except OSError:  # the engine's port is open before the gateway inside listens
+                return False
+            return True
+
+        wait_for("the thumbnail function", thumbnail_answers)
+        assert answers[-1]["source"] == {"width": 64, "height": 32}
+
+        deploying.scale(app, "catalog", 3)
+        wait_for("three catalog tasks", running({"catalog": 3}))
+        ports = catalog_ports()
+        assert len(ports) == 3
+        for port in ports:
+            wait_for(f"catalog on {port}", _healthy(port))
+
+        # An update: a new setting rolls out start-first, back to the manifest's 2 replicas.
+        updated = _project(folder, app, log_level="debug")
+        deploying.deploy_stack(updated, tag=tags)
+        env = _docker(
+            "service",
+            "inspect",
+            f"{app}_catalog",
+            "--format",
+            "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
+        )
+        assert "LOG_LEVEL=debug" in json.loads(env)
+        wait_for("the updated catalog", running({"catalog": 2}), timeout=90)
+        order = _docker(
+            "service", "inspect", f"{app}_catalog", "--format", "{{.Spec.UpdateConfig.Order}}"
+        )
+        assert order == "start-first"
+        for port in catalog_ports():
+            wait_for(f"catalog on {port}", _healthy(port))
+
+        deploying.remove_stack(app)
+        assert deploying.tasks(app) == []
+    finally:
+        subprocess.run(["docker", "stack", "rm", app], capture_output=True, check=False)
+        wait_for(
+            "the stack to go",
+            lambda: not _docker("ps", "-aq", "--filter", f"label=com.docker.stack.namespace={app}"),
+        )
+        wait_for(
+            "its networks to go",
+            lambda: (
+                not _docker(
+                    "network", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={app}"
+                )
+            ),
+        )
