@@ -15,9 +15,19 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from shoal.api.models import InstanceRow, InvokeResult, LogLine, Status
+from shoal.api.models import (
+    DeadLetter,
+    InstanceRow,
+    InvokeResult,
+    JobRow,
+    JobRunRow,
+    LogLine,
+    RunStarted,
+    Status,
+    TopicRow,
+)
 from shoal.api.routes import ROUTES, build_app, openapi_document
-from shoal.errors import ManifestError, Problem, ShuttingDown, UnknownName
+from shoal.errors import ManifestError, Problem, ShuttingDown, UnknownName, UsageError
 
 TOKEN = "t0ken"
 
@@ -66,6 +76,39 @@ class Plane:
 
     def metrics(self) -> str:
         return "shoal_up 1\n"
+
+    async def invoke_async(self, name: str, event: Any) -> int:
+        return 7
+
+    async def publish(self, topic: str, payload: bytes) -> list[int]:
+        if topic != "orders":
+            raise UnknownName(f"no topic named {topic!r}")
+        if not payload.startswith(b"{"):
+            raise UsageError("the event is not JSON")
+        return [1]
+
+    async def publish_batch(self, topic: str, payload: bytes) -> list[int]:
+        return [1, 2]
+
+    async def topics(self) -> list[TopicRow]:
+        return []
+
+    async def dead_letters(self, topic: str) -> list[DeadLetter]:
+        return []
+
+    async def redrive(self, topic: str) -> int:
+        return 0
+
+    def jobs(self) -> list[JobRow]:
+        return []
+
+    def job_runs(self, name: str, limit: int) -> list[JobRunRow]:
+        return []
+
+    def run_job(self, name: str) -> RunStarted:
+        if name == "busy":
+            return RunStarted(job=name, run=None, message="skipped: run #1 still running")
+        return RunStarted(job=name, run=3, message="started")
 
 
 @pytest_asyncio.fixture
@@ -152,3 +195,22 @@ def test_openapi_document_describes_every_route() -> None:
     assert "#/$defs/" not in text
     for ref in {part.split('"')[0] for part in text.split('"$ref": "')[1:]}:
         assert ref.rsplit("/", 1)[-1] in doc["components"]["schemas"], ref
+
+
+@pytest.mark.asyncio
+async def test_publish_answers_202_and_maps_errors(server: tuple[str, Plane]) -> None:
+    url, _ = server
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async with session.post(f"{url}/v1/topics/orders/events", data=b'{"a": 1}') as r:
+            assert r.status == 202 and await r.json() == {"ids": [1]}
+        async with session.post(f"{url}/v1/topics/orders/events", data=b"nope") as r:
+            assert r.status == 400
+        async with session.post(f"{url}/v1/topics/nope/events", data=b"{}") as r:
+            assert r.status == 404
+        async with session.post(f"{url}/v1/functions/fn/invoke-async", data=b"{}") as r:
+            assert r.status == 202 and await r.json() == {"ids": [7]}
+        async with session.post(f"{url}/v1/jobs/busy/run") as r:
+            assert r.status == 409 and "still running" in (await r.json())["message"]
+        async with session.post(f"{url}/v1/jobs/report/run") as r:
+            assert r.status == 202 and (await r.json())["run"] == 3
