@@ -12,7 +12,15 @@ port) twice, in alternating order:
   then the same probe loop.
 
 The probe loop is ``GET /healthz`` every 10 ms until a 200: the same function for both, so the
-figure is what shoal adds around the engine. Each container is removed after its sample.
+figure is what shoal's runtime adds around the engine. Each container is removed after its sample.
+
+A second figure goes through the whole daemon: a project (``shoal up -d``) whose container
+service autoscales from zero behind the gateway. Each sample is one ``GET /web/healthz`` through
+the gateway while the service has no replica: the gateway holds it, the supervisor starts a
+container, shoal's own health probe finds it ready, the request is proxied; timed to its 200.
+Then ``scale web=0`` (untimed) and the next sample. Its baseline is again ``docker run`` + the
+probe loop, interleaved with it.
+
 Skips (exit 1 with the reason) where no Docker Engine answers.
 """
 
@@ -35,8 +43,10 @@ from collections.abc import Iterator
 
 from bench.figures import Figure, at_most
 from bench.harness import Run, from_samples, main
+from shoal.api.client import Client
 from shoal.runtimes.base import InstanceSpec
 from shoal.runtimes.container import ContainerRuntime, busybox_image, reachable
+from shoal.store import state_dir
 
 DESIGN = "DESIGN.md §6"
 PROBE_EVERY = 0.01
@@ -93,6 +103,68 @@ async def under_shoal(runtime: ContainerRuntime, image: str, app: str, logs: Pat
     return took
 
 
+def through_daemon(rounds: int, docker: str, image: str) -> tuple[list[float], list[float]]:
+    """Samples of scale-from-zero through the gateway, and interleaved docker run baselines."""
+    daemon: list[float] = []
+    baseline: list[float] = []
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        app = f"bench-ct-{time.time_ns()}"
+        gateway = free_port()
+        (root / "shoal.yaml").write_text(
+            f"name: {app}\n"
+            f"gateway: {{port: {gateway}}}\n"
+            "services:\n"
+            "  web:\n"
+            "    runtime: container\n"
+            f"    image: {image}\n"
+            "    autoscale: {min: 0, max: 1, target_concurrency: 10}\n"
+            "    routes: [{path: /web, strip_prefix: true}]\n"
+            "    health: {http: /healthz, interval: 1s}\n"
+            "    stop_grace_period: 0s\n"
+        )
+
+        def shoal(*args: str) -> None:
+            subprocess.run(
+                [sys.executable, "-m", "shoal", *args], cwd=root, check=True, capture_output=True
+            )
+
+        shoal("up", "-d")
+        client = Client.for_state(state_dir(root / "shoal.yaml"))
+        try:
+            for i in range(rounds + 1):  # the first round warms up
+                if i % 2:
+                    bare_sample = bare(docker, image, app)
+                started = time.perf_counter()
+                probe_until_ready_via(gateway, "/web/healthz")
+                sample = time.perf_counter() - started
+                if i % 2 == 0:
+                    bare_sample = bare(docker, image, app)
+                if i:
+                    daemon.append(sample)
+                    baseline.append(bare_sample)
+                client.scale("web", 0)
+                deadline = time.monotonic() + 30
+                while client.instances() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+        finally:
+            shoal("down", "--timeout", "30")
+    return daemon, baseline
+
+
+def probe_until_ready_via(port: int, path: str, timeout: float = 60.0) -> None:
+    """One GET through the gateway (it holds the request while the replica starts)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"GET {path} through the gateway: {response.status}")
+    finally:
+        connection.close()
+
+
 def measure(run: Run) -> Iterator[Figure]:
     """Start-to-ready of a container under shoal vs bare docker run, same image and probe."""
     problem = reachable()
@@ -128,6 +200,14 @@ def measure(run: Run) -> Iterator[Figure]:
         baseline=("docker run -d + the same probe loop", bare_samples),
         target=at_most(1.2, source=DESIGN),
         note=f"{rounds} rounds, alternating order; /healthz probed every 10 ms on 127.0.0.1",
+    )
+    daemon, baseline = through_daemon(rounds, docker, image)
+    yield from_samples(
+        "first request to a scaled-to-zero container service via the gateway, median",
+        daemon,
+        baseline=("docker run -d + the same probe loop", baseline),
+        target=at_most(1.2, source=DESIGN),
+        note="the whole daemon: gateway hold, supervisor start, shoal's health probe, proxy",
     )
 
 
