@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "apply": "shoal.cli.operating:apply",
     "invoke": "shoal.cli.operating:invoke",
     "export": "shoal.cli.export:export_command",
+    "deploy": "shoal.cli.deploy:deploy",
     "publish": "shoal.cli.eventing:publish",
     "topics": "shoal.cli.eventing:topics",
     "dlq": "shoal.cli.eventing:dlq",
