@@ -14,7 +14,8 @@ The flow inside the guest:
 4. answer the host on the control line (``/dev/ttyS1``), one text line per message:
    ``warm <path>`` (the snapshot maker: one GET to the service, answer ``warmed``),
    ``sync <unix-ns> <hex>`` (after a snapshot restore: set the wall clock, mix the bytes into the
-   kernel's entropy pool with credit and force a CRNG reseed, answer ``synced``), ``stop <s>``
+   kernel's entropy pool with credit and force a CRNG reseed, announce the NIC's MAC to the new
+   slirp with an ARP request, answer ``synced``), ``stop <s>``
    (SIGTERM the command, SIGKILL it after ``<s>`` seconds), ``kill <n>`` (signal ``n`` to it);
 5. when the command exits, say ``exit <code>`` (or ``signal <n>``), sync the disks and power off.
 """
@@ -42,6 +43,9 @@ RNDADDENTROPY = 0x40085203  # _IOW('R', 0x03, int[2])
 RNDRESEEDCRNG = 0x5207  # _IO('R', 0x07)
 POWER_OFF = 0x4321FEDC  # LINUX_REBOOT_CMD_POWER_OFF
 READY_POLL = 0.01
+NIC = "eth0"
+GUEST_IP = "10.0.2.15"  # as the initramfs configures it (slirp's defaults)
+GATEWAY_IP = "10.0.2.2"
 
 
 class Guest:
@@ -109,6 +113,10 @@ class Guest:
         if verb == "sync":
             nanos, _, entropy = rest.partition(" ")
             sync(int(nanos), bytes.fromhex(entropy))
+            try:
+                announce()
+            except OSError as exc:
+                print(f"shoal-init: cannot announce eth0: {exc}", file=sys.stderr, flush=True)
             self.say("synced")
         elif verb == "stop":
             self.stop(float(rest or "10"))
@@ -166,6 +174,20 @@ def sync(nanos: int, entropy: bytes) -> None:
         request = struct.pack("ii", len(entropy) * 8, len(entropy)) + entropy
         fcntl.ioctl(pool, RNDADDENTROPY, request)
         fcntl.ioctl(pool, RNDRESEEDCRNG)
+
+
+def announce() -> None:
+    """After a restore the host side of the network is a new slirp that does not know this
+    guest's MAC yet (it would drop the first forwarded connection while it asks): an ARP request
+    for the gateway tells it."""
+    with open(f"/sys/class/net/{NIC}/address") as source:
+        mac = bytes.fromhex(source.read().strip().replace(":", ""))
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)  # Ethernet, IPv4, request
+    body = arp + mac + socket.inet_aton(GUEST_IP) + b"\x00" * 6 + socket.inet_aton(GATEWAY_IP)
+    frame = b"\xff" * 6 + mac + b"\x08\x06" + body
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as raw:
+        raw.bind((NIC, 0))
+        raw.send(frame)
 
 
 def mount(kind: str, target: str) -> None:

@@ -1,7 +1,8 @@
 """The VM suite's service: stdlib HTTP on $PORT inside the guest.
 
 /healthz answers 200; /whoami answers the code's VERSION, the guest's boot id (one per cold
-boot, shared by clones of one snapshot), a fresh random token and the guest's wall clock.
+boot, shared by clones of one snapshot), a fresh random token and the guest's wall clock;
+/exit/N answers, then exits with code N; /ignore-term makes it ignore SIGTERM.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,6 +37,13 @@ class Handler(BaseHTTPRequestHandler):
                 "token": os.urandom(8).hex(),
                 "time": time.time(),
             }
+        elif self.path == "/ignore-term":
+            IGNORING.set()
+            body = {"ignoring": "SIGTERM"}
+        elif self.path.startswith("/exit/"):
+            code = int(self.path.rsplit("/", 1)[1])
+            threading.Timer(0.2, os._exit, args=(code,)).start()
+            body = {"exiting": code}
         else:
             body = {"path": self.path}
         data = json.dumps(body).encode()
@@ -48,8 +57,16 @@ class Handler(BaseHTTPRequestHandler):
         return
 
 
+IGNORING = threading.Event()
+
+
+def on_term(*_: object) -> None:
+    if not IGNORING.is_set():
+        sys.exit(0)
+
+
 def main() -> None:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, on_term)
     # inside the guest: slirp forwards 127.0.0.1:HOSTPORT on the host to the guest's eth0
     server = ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler)
     print(f"serving {VERSION} on {os.environ['PORT']}", flush=True)
