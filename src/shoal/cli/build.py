@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 import click
 
 from shoal.cli.common import manifest_option, settings_of, stderr, stdout
-from shoal.errors import UnknownName
+from shoal.errors import UnknownName, UsageError
 from shoal.manifest import Project, load_manifest
 
 Progress = Callable[[str], None]
@@ -39,7 +39,28 @@ async def build_vm(project: Project, names: list[str], progress: Progress) -> li
     return lines
 
 
-BUILDERS: dict[str, Builder] = {"vm": build_vm}
+async def build_container(project: Project, names: list[str], progress: Progress) -> list[str]:
+    """Build each container service's image from its ``build:`` folder (content-tagged)."""
+    from shoal.deploying.building import build_images  # noqa: PLC0415 - docker only when used
+
+    wanted = [n for n in names if project.manifest.services[n].build is not None]
+    tags = await asyncio.to_thread(build_images, project, progress, names=wanted, functions=False)
+    app = project.manifest.name
+    lines = [f"{name}: image shoal/{app}-{name}:{tags[name]}" for name in wanted]
+    lines += [f"{n}: runs its image, nothing to build" for n in names if n not in wanted]
+    return lines
+
+
+async def build_for_export(project: Project, progress: Progress) -> list[str]:
+    """The images the export targets run: every service, job and function (content-tagged)."""
+    from shoal.deploying.building import build_images  # noqa: PLC0415 - docker only when used
+
+    tags = await asyncio.to_thread(build_images, project, progress)
+    app = project.manifest.name
+    return [f"{key}: image shoal/{app}-{key}:{tag}" for key, tag in tags.items()]
+
+
+BUILDERS: dict[str, Builder] = {"vm": build_vm, "container": build_container}
 """Runtime name -> the builder of its services."""
 
 
@@ -72,20 +93,44 @@ async def build_all(project: Project, wanted: tuple[str, ...], progress: Progres
 @click.command()
 @click.argument("services", nargs=-1)
 @manifest_option
+@click.option(
+    "--export",
+    "for_export",
+    is_flag=True,
+    help="Build the images `shoal export`/`deploy` targets run instead: one per service and "
+    "job (process ones packaged on the Debian + Python base) and one per function.",
+)
 @click.pass_context
-def build(ctx: click.Context, services: tuple[str, ...], file: str | None) -> None:
+def build(
+    ctx: click.Context, services: tuple[str, ...], file: str | None, for_export: bool
+) -> None:
     """Build what SERVICES need before they start (all services when none is named).
 
     VM services: bake the image (kernel, base root filesystem, service disk), cached by
-    content: a second build of unchanged inputs does nothing.
+    content: a second build of unchanged inputs does nothing. Container services: build the
+    image of their ``build:`` folder, tagged by its content.
     """
     settings = settings_of(ctx)
     err = stderr(settings)
     project = load_manifest(file, profiles=["*"])
-    lines = asyncio.run(build_all(project, services, lambda line: err.print(line, markup=False)))
+    say: Progress = lambda line: err.print(line, markup=False)  # noqa: E731
+    if for_export:
+        if services:
+            raise UsageError("--export builds every image the targets run; name no service")
+        lines = asyncio.run(build_for_export(project, say))
+    else:
+        lines = asyncio.run(build_all(project, services, say))
     out = stdout(settings)
     for line in lines:
         out.print(line, markup=False)
 
 
-__all__ = ["BUILDERS", "build", "build_all", "build_vm", "select"]
+__all__ = [
+    "BUILDERS",
+    "build",
+    "build_all",
+    "build_container",
+    "build_for_export",
+    "build_vm",
+    "select",
+]

@@ -9,7 +9,7 @@ base (:func:`~shoal.runtimes.container.bootstrap_base`, made once). Blocking.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from shoal.deploying.contexts import function_context, generated_context, unit_context
@@ -33,10 +33,15 @@ def build_images(
     project: Project,
     progress: Progress | None = None,
     *,
+    names: Collection[str] | None = None,
     functions: bool = True,
     url: str | None = None,
 ) -> dict[str, str]:
-    """Build every image the export targets run; ``{key: tag}`` (the tag after the colon)."""
+    """Build every image the export targets run; ``{key: tag}`` (the tag after the colon).
+
+    ``names`` limits the services and jobs built (None: all); ``functions`` adds one image per
+    function. A service or job that names an ``image`` has nothing to build.
+    """
     say = progress or _quiet
     m = project.manifest
     staging = build_folder(project)
@@ -46,7 +51,7 @@ def build_images(
         base = bootstrap_base(say, client=client)
         units: list[tuple[str, Service | Job]] = [*m.services.items(), *m.jobs.items()]
         for name, unit in units:
-            if unit.image is not None:
+            if unit.image is not None or (names is not None and name not in names):
                 continue
             folder = unit_context(project, name, unit, staging / name)
             if folder is None:
