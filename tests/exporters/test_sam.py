@@ -106,7 +106,7 @@ def test_shop_mapping(shop: Manifest) -> None:
     assert thumb["Events"]["Http0Post"]["Properties"] == {"Path": "/thumbnail", "Method": "POST"}
     notify = sam["Resources"]["Notify"]["Properties"]
     assert notify["Events"]["Schedule1"]["Properties"]["ScheduleExpression"] == "rate(5 minutes)"
-    assert notify["EventInvokeConfig"] == {"MaximumRetryAttempts": 0}
+    assert notify["EventInvokeConfig"] == {"MaximumRetryAttempts": 2}
     queue = sam["Resources"]["OrdersCreatedQueue"]["Properties"]
     assert queue["RedrivePolicy"]["maxReceiveCount"] == 3
     assert queue["MessageRetentionPeriod"] == 7 * 86400

@@ -144,6 +144,12 @@ def _triggers(app: str, name: str, f: Function, ledger: Ledger) -> list[dict[str
             else:
                 ledger.map(f"{at}.schedule", "expression")
             ledger.map(f"{at}.schedule", "timezone", "input", "enabled")
+            ledger.gap(
+                f"{at}.schedule",
+                sched.expression,
+                "a PingSource does not retry a failed delivery (shoal retries twice, as Lambda)",
+                "one attempt per fire",
+            )
             spec: dict[str, Any] = {"schedule": expression, "timezone": sched.timezone}
             if sched.input is not None:
                 spec["contentType"] = "application/json"

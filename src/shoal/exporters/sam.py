@@ -25,6 +25,8 @@ from shoal.manifest.schema import EventTrigger, Function, Manifest, Service
 from shoal.manifest.units import format_duration, format_size
 
 Services = Literal["report", "fargate"]
+LAMBDA_ASYNC_RETRIES = 2
+"""Retries of an asynchronous invocation (a schedule's), as shoal's event bus and Lambda do."""
 PYTHON_RUNTIME = "python3.12"
 SQS_MAX_RETENTION = 14 * 86400
 _FARGATE_CPU = (256, 512, 1024, 2048, 4096)
@@ -128,7 +130,7 @@ def _function(
                 sched["Input"] = json.dumps(s.input, sort_keys=True)
             ledger.map(f"{at}.schedule", "timezone", "input", "enabled")
             events[logical_id("Schedule", str(i))] = {"Type": "ScheduleV2", "Properties": sched}
-            props["EventInvokeConfig"] = {"MaximumRetryAttempts": 0}
+            props["EventInvokeConfig"] = {"MaximumRetryAttempts": LAMBDA_ASYNC_RETRIES}
         elif t.event is not None:
             e = t.event
             queues.setdefault(e.topic, []).append((at, e))
