@@ -70,6 +70,8 @@ def test_runs_policies_timeout_history_and_missed_schedule(project: Project) -> 
     assert project.shoal("run", "lone").returncode == 0
     second = project.shoal("run", "lone")
     assert second.returncode == 4 and "forbid" in second.stderr
+    [row] = [r for r in project.ps() if r["kind"] == "job" and r["name"] == "lone"]
+    assert row["state"] in ("starting", "running") and row["runtime"] == "process"
     # replace: the running one is stopped, the new one runs
     project.shoal("run", "newest", check=True)
     wait_until(lambda: any(r["finished_at"] is None for r in runs(project, "newest")), 10)

@@ -125,6 +125,8 @@ class Plane:
             )
         if self.functions is not None:
             rows += self.functions.rows()
+        if self.scheduling is not None:
+            rows += self.scheduling.rows(now)
         return rows
 
     async def invoke(self, name: str, event: Any) -> InvokeResult:

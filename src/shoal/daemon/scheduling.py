@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from shoal.api.models import JobRow, JobRunRow, RunStarted
+from shoal.api.models import InstanceRow, JobRow, JobRunRow, RunStarted
 from shoal.daemon.eventing import Events
 from shoal.functions import shapes
 from shoal.logs import LogStore
@@ -152,6 +152,28 @@ class Scheduling:
                     next_fire_at=saved.next_fire_at if saved and job.schedule else None,
                     running=sorted(r.id for r in self.launcher.running.values() if r.job == name),
                     last=_run_row(runs[0]) if runs else None,
+                )
+            )
+        return rows
+
+    def rows(self, now: float) -> list[InstanceRow]:
+        """Job runs in progress, as ``shoal ps`` rows (kind job, instance = the run's id)."""
+        rows = []
+        for run in sorted(self.launcher.running.values(), key=lambda r: r.id):
+            handle = run.handle
+            rows.append(
+                InstanceRow(
+                    kind="job",
+                    name=run.job,
+                    instance=run.id,
+                    runtime=self.project.manifest.jobs[run.job].runtime,
+                    state="running" if handle is not None else "starting",
+                    ready=False,
+                    pid=handle.pid if handle is not None else None,
+                    port=None,
+                    restarts=0,
+                    uptime=(now - handle.started_at) if handle and handle.started_at else None,
+                    reason="replaced, stopping" if run.replaced else "job run",
                 )
             )
         return rows
