@@ -80,8 +80,8 @@ async def test_partial_failure_retries_with_backoff_then_dead_letters(bus: Bus) 
     assert len(script.deliveries('{"ok": 1}')) == 1  # acked: never again
     bad = script.deliveries('{"bad": 1}')
     assert [n for _, n in bad] == [1, 2, 3]  # ApproximateReceiveCount 1, 2, 3
-    assert 0.18 <= bad[1][0] - bad[0][0] < 1.0  # first retry after ~0.2 s
-    assert 0.38 <= bad[2][0] - bad[1][0] < 1.5  # then ~0.4 s
+    assert 0.18 <= bad[1][0] - bad[0][0] < 3.0  # first retry after ~0.2 s (slack: busy CI)
+    assert 0.38 <= bad[2][0] - bad[1][0] < 3.0  # then ~0.4 s
     [dead] = await bus.dead_letters("orders")
     assert dead.topic == "orders.failed" and dead.payload_json == '{"bad": 1}'
     assert dead.last_error is not None and "failed 3 deliveries" in dead.last_error
