@@ -201,3 +201,18 @@ def test_exit_descriptions() -> None:
     assert describe(-9, None).reason == "VM killed by SIGKILL"
     assert describe(None, None).code is None
     assert "qemu exited with code 0" in describe(0, None).reason
+
+
+def test_a_dynamic_busybox_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "busybox"
+    fake.write_bytes(b"\x7fELF" + b"\x00" * 60 + b"/lib64/ld-linux-x86-64.so.2\x00")
+    monkeypatch.setattr(hosting, "require", lambda tool: str(fake))
+    with pytest.raises(RuntimeNotAvailable, match="busybox-static"):
+        baking.static_busybox()
+
+
+def test_the_cache_is_private(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o755)
+    baking.Baker(cache)._make_cache()
+    assert cache.stat().st_mode & 0o777 == 0o700

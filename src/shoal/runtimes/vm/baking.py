@@ -164,13 +164,19 @@ class Baker:
         self.cache = cache or default_cache()
         self._locks: dict[str, asyncio.Lock] = {}
 
+    def _make_cache(self) -> None:
+        """The cache folder, private: service disks and snapshots hold the services' env."""
+        self.cache.mkdir(parents=True, exist_ok=True)
+        if self.cache.stat().st_mode & 0o077:
+            self.cache.chmod(0o700)
+
     def _lock(self, key: str) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
     # ---------------------------------------------------------------- keys
 
     def kernel_key(self) -> str:
-        busybox = Path(hosting.require("busybox")).read_bytes()
+        busybox = static_busybox()
         return digest(
             KERNEL_PACKAGE,
             initramfs.MODULES,
@@ -215,7 +221,7 @@ class Baker:
                 hosting.require(tool)
             started = time.monotonic()
             progress(f"vm: downloading the kernel ({KERNEL_PACKAGE}, apt-get download)")
-            self.cache.mkdir(parents=True, exist_ok=True)
+            self._make_cache()
             with tempfile.TemporaryDirectory(dir=self.cache, prefix=".kernel-") as temp:
                 work = Path(temp)
                 await commands.run(["apt-get", "download", KERNEL_PACKAGE], cwd=work)
@@ -232,7 +238,7 @@ class Baker:
                 blobs = {Path(m).name: (modules / m).read_bytes() for m in initramfs.MODULES}
                 archive = initramfs.newc(
                     initramfs.entries(
-                        Path(hosting.require("busybox")).read_bytes(),
+                        static_busybox(),
                         blobs,
                         initramfs.init_script(),
                     )
@@ -260,7 +266,7 @@ class Baker:
                     "owners); run `sudo shoal build` or bake in CI as root",
                 )
             started = time.monotonic()
-            self.cache.mkdir(parents=True, exist_ok=True)
+            self._make_cache()
             with tempfile.TemporaryDirectory(dir=self.cache, prefix=".base-") as temp:
                 tree = Path(temp) / "root"
                 recipe = base_recipe(tree)
@@ -284,7 +290,7 @@ class Baker:
                 return target
             hosting.require("mkfs.ext4")
             started = time.monotonic()
-            self.cache.mkdir(parents=True, exist_ok=True)
+            self._make_cache()
             with tempfile.TemporaryDirectory(dir=self.cache, prefix=".service-") as temp:
                 tree = Path(temp) / "srv"
                 app = tree / "app"
@@ -306,6 +312,16 @@ class Baker:
                 os.replace(partial, target)
             progress(f"vm: baked {inputs.name} ({target.name}, {time.monotonic() - started:.1f}s)")
             return target
+
+
+def static_busybox() -> bytes:
+    """The busybox binary for the initramfs; it must be static (nothing else is in there)."""
+    data = Path(hosting.require("busybox")).read_bytes()
+    if b"ld-linux" in data[:8192]:  # a PT_INTERP: the dynamically linked Debian `busybox`
+        raise RuntimeNotAvailable(
+            "vm", "busybox is dynamically linked (on Debian: apt-get install busybox-static)"
+        )
+    return data
 
 
 def _mkfs(tree: Path, image: Path, size_mib: int, label: str) -> Sequence[str]:
