@@ -12,6 +12,11 @@ Each figure runs a real daemon (``shoal up -d`` in a temporary folder) and talks
   publisher's timestamp from the body), p50 and p99, events published one at a time. Baseline:
   the same handler invoked synchronously through ``POST /v1/functions/NAME/invoke`` (request sent
   -> handler starts): the cost of going through the durable queue instead.
+- **the HTTP stack alone**: the same client against a bare aiohttp handler that answers 202 at
+  once (no auth, no JSON, no disk), in the same run: the ceiling of any publish through this API
+  on this machine, so the ratio shows what durability costs on top of it.
+- **batches**: ``POST /v1/topics/NAME/batch`` with 10 events a request (PutEvents and
+  SendMessageBatch take 10), 16 connections: events made durable per second.
 - **kill -9**: a publisher posts as fast as the daemon answers while the daemon is killed with
   SIGKILL at random moments and started again; then: events accepted (202), delivered,
   delivered more than once, and lost (accepted, never delivered). Target: 0 lost.
@@ -40,6 +45,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
+
+import uvloop
 
 from bench.figures import Baseline, Figure, at_least, at_most
 from bench.harness import Run, from_samples, main
@@ -95,6 +102,49 @@ while time.perf_counter() - start < float(sys.argv[2]):
     count += 1
 print(count / (time.perf_counter() - start))
 """
+
+
+BARE_AIOHTTP = """
+import sys
+import uvloop
+from aiohttp import web
+
+async def accept(request):
+    await request.read()
+    return web.Response(text='{"ids":[1]}', status=202, content_type="application/json")
+
+app = web.Application()
+app.router.add_post("/v1/topics/{name}/events", accept)
+uvloop.run(web._run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None,
+                        access_log=None, handle_signals=True))
+"""
+
+
+class Bare:
+    """A bare aiohttp server answering every publish 202 at once: no auth, no JSON, no disk."""
+
+    token = "none"
+
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def bare_aiohttp() -> Iterator[Bare]:
+    port = free_port()
+    child = subprocess.Popen(
+        [sys.executable, "-c", BARE_AIOHTTP, str(port)], env=python_env(), cwd=ROOT
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            time.sleep(0.05)
+        yield Bare(port)
+    finally:
+        child.terminate()
+        child.wait(10)
 
 
 class Shoal:
@@ -211,7 +261,7 @@ async def _hammer(url: str, token: str, seconds: float, counts: list[int], batch
         writer.close()
 
 
-def publishes_per_second(shoal: Shoal, seconds: float, batch: int = 0) -> float:
+def publishes_per_second(shoal: Shoal | Bare, seconds: float, batch: int = 0) -> float:
     """Events made durable per second, one per request (or ``batch`` per request)."""
     counts = [0, 0]
     connections = CONNECTIONS if not batch else 16
@@ -222,7 +272,7 @@ def publishes_per_second(shoal: Shoal, seconds: float, batch: int = 0) -> float:
         )
 
     start = time.perf_counter()
-    asyncio.run(all_of_them())
+    uvloop.run(all_of_them())
     elapsed = time.perf_counter() - start
     if counts[1]:
         raise RuntimeError(f"{counts[1]} publishes were refused")
@@ -310,7 +360,7 @@ def kill9(shoal: Shoal, kills: int) -> dict[str, int]:
 
 def measure(run: Run) -> Iterator[Figure]:
     """Durable publishes/s through the API, delivery latency, and a kill -9 run."""
-    seconds = run.pick(quick=3.0, full=10.0)
+    seconds = run.pick(quick=2.0, full=10.0)
     with daemon() as shoal:
         raw = raw_commits_per_second(seconds)
         ours = publishes_per_second(shoal, seconds)
@@ -320,6 +370,15 @@ def measure(run: Run) -> Iterator[Figure]:
             if line.startswith("shoal_events_commits_total")
         ]
         per_commit = ours * seconds / commits[0] if commits and commits[0] else 0.0
+        with bare_aiohttp() as bare:
+            ceiling = publishes_per_second(bare, seconds)
+        yield Figure(
+            name="durable publishes vs the HTTP stack alone",
+            value=round(ours),
+            unit="/s",
+            baseline=Baseline("bare aiohttp answering 202, same client", round(ceiling)),
+            note="what auth, JSON check, group commit and fsync cost on top of aiohttp",
+        )
         yield Figure(
             name="durable publishes through the API",
             value=round(ours),
@@ -337,7 +396,7 @@ def measure(run: Run) -> Iterator[Figure]:
             target=at_least(5000, on="value", source=DESIGN),
             note="POST /v1/topics/NAME/batch (PutEvents, SendMessageBatch: 10); 16 connections",
         )
-        queued, direct = latencies(shoal, run.pick(quick=100, full=400))
+        queued, direct = latencies(shoal, run.pick(quick=60, full=400))
         for stat in ("p50", "p99"):
             yield from_samples(
                 f"publish -> handler start ({stat})",
