@@ -8,11 +8,12 @@ to make it; skips, saying which is missing, otherwise.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -106,6 +107,17 @@ def _answers(port: int, path: str) -> bool:
         return False
 
 
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shoal", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"},
+    )
+
+
 def _healthy(port: int) -> Callable[[], bool]:
     return lambda: _answers(port, "/healthz")
 
@@ -113,16 +125,19 @@ def _healthy(port: int) -> Callable[[], bool]:
 @pytest.mark.timeout(300)
 def test_deploy_reach_scale_update_remove(swarm: None, tmp_path: Path) -> None:
     from shoal.deploying import swarm as deploying
-    from shoal.deploying.building import build_images
+    from shoal.deploying.building import last_tags
 
     shutil.copytree(SHOP, tmp_path / "shop", ignore=shutil.ignore_patterns(".shoal", "*.db"))
     folder = tmp_path / "shop"
-    app = f"shop-{uuid.uuid4().hex[:6]}"
+    app = "shoal-swarm-test"  # one name: its images are reused (content-tagged) run to run
     project = _project(folder, app)
     try:
-        tags = build_images(project)
+        done = _cli("deploy", "-t", "swarm", "-f", str(folder))  # build, deploy, wait
+        assert done.returncode == 0, done.stderr
+        assert "deployed stack" in done.stdout and "127.0.0.1:" in done.stdout
+        tags = last_tags(project)
         assert {"catalog", "orders", "fn-thumbnail", "fn-notify"} <= set(tags)
-        deploying.deploy_stack(project, tag=tags)
+        assert deploying.converged(app)
 
         def running(counts: dict[str, int]) -> Callable[[], bool]:
             def check() -> bool:
@@ -190,7 +205,8 @@ def test_deploy_reach_scale_update_remove(swarm: None, tmp_path: Path) -> None:
         for port in catalog_ports():
             wait_for(f"catalog on {port}", _healthy(port))
 
-        deploying.remove_stack(app)
+        done = _cli("deploy", "-t", "swarm", "--remove", "-f", str(folder))
+        assert done.returncode == 0, done.stderr
         assert deploying.tasks(app) == []
     finally:
         subprocess.run(["docker", "stack", "rm", app], capture_output=True, check=False)

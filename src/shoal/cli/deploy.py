@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 @click.option(
     "--build/--no-build",
     default=None,
-    help="Build the images first (default: yes for swarm, no for k8s, which pulls by --tag).",
+    help="Build the images first (default: yes for swarm; no for k8s, which pulls by --tag). "
+    "swarm --no-build uses the tags of the last build.",
 )
 @click.option("--tag", default="latest", show_default=True, help="Image tag when not building.")
 @click.option("--ingress/--httproute", "ingress", default=True, help="k8s: how routes are sent.")
@@ -86,15 +87,23 @@ def deploy(
             click.echo(render(result.documents[0]), nl=False)
             err.print(gap_table(result))
             return
-        if build is not False:
-            from shoal.deploying.building import build_images  # noqa: PLC0415
+        from shoal.deploying.building import build_images, last_tags  # noqa: PLC0415
 
+        if build is not False:
             with err.status("building images") as status:
                 tags = build_images(project, lambda line: status.update(line[:100]))
+        else:
+            tags = last_tags(project) or tag  # what the last `shoal build --export` made
         with err.status(f"deploying stack {app}"):
             result = swarm.deploy_stack(project, tag=tags)
+        with err.status("waiting for every task to run"):
+            settled = swarm.wait_converged(app)
         out.print(f"deployed stack [bold]{app}[/bold] ({swarm.stack_file(project)})")
-        out.print(_tasks_table(swarm.tasks(app)))
+        out.print(_tasks_table([t for t in swarm.tasks(app) if t.state == "running"]))
+        if not settled:
+            err.print(
+                f"[yellow]warning:[/yellow] not every task runs yet; see docker stack ps {app}"
+            )
         out.print(gap_table(result))
         return
     _deploy_k8s(

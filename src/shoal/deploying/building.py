@@ -9,6 +9,7 @@ base (:func:`~shoal.runtimes.container.bootstrap_base`, made once). Blocking.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection
 from pathlib import Path
 
@@ -66,7 +67,25 @@ def build_images(
                 tags[key] = ref.rsplit(":", 1)[1]
     finally:
         client.close()
+    known = last_tags(project)
+    known.update(tags)
+    tags_file(project).write_text(json.dumps(known, indent=2, sort_keys=True) + "\n")
     return tags
 
 
-__all__ = ["Progress", "build_folder", "build_images"]
+def tags_file(project: Project) -> Path:
+    return build_folder(project) / "tags.json"
+
+
+def last_tags(project: Project) -> dict[str, str]:
+    """The content tags of the last build (``{}`` before any), for ``deploy --no-build``."""
+    try:
+        data = json.loads(tags_file(project).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): str(v) for k, v in data.items()}
+
+
+__all__ = ["Progress", "build_folder", "build_images", "last_tags", "tags_file"]

@@ -164,6 +164,42 @@ def _ipv4_ports(client: Client, status: dict[str, Any]) -> tuple[int, ...]:
     return tuple(sorted({int(p["PublishedPort"]) for p in published if p.get("PublishedPort")}))
 
 
+def converged(app: str, *, url: str | None = None) -> bool:
+    """Whether every service of the stack runs its desired replicas, each with its ports."""
+    client = connect(url)
+    try:
+        services = client.api.services(filters={"label": f"{NAMESPACE_LABEL}={app}"})
+        if not services:
+            return False
+        for service in services:
+            spec = service["Spec"]
+            want = ((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas", 1)
+            running = [
+                t
+                for t in client.api.tasks(
+                    filters={"service": service["ID"], "desired-state": "running"}
+                )
+                if t.get("Status", {}).get("State") == "running"
+                and t.get("Spec", {}).get("ContainerSpec", {}).get("Image")
+                == spec["TaskTemplate"]["ContainerSpec"]["Image"]
+            ]
+            if len(running) != want:
+                return False
+        return True
+    finally:
+        client.close()
+
+
+def wait_converged(app: str, *, timeout: float = 90.0, url: str | None = None) -> bool:
+    """Wait until :func:`converged` (True), or ``timeout`` seconds (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if converged(app, url=url):
+            return True
+        time.sleep(1.0)
+    return False
+
+
 def scale(app: str, service: str, replicas: int, *, url: str | None = None) -> None:
     """Set a service's replica count."""
     client = connect(url)
@@ -181,10 +217,12 @@ def scale(app: str, service: str, replicas: int, *, url: str | None = None) -> N
 __all__ = [
     "NAMESPACE_LABEL",
     "TaskView",
+    "converged",
     "deploy_stack",
     "remove_stack",
     "scale",
     "stack_file",
     "swarm_state",
     "tasks",
+    "wait_converged",
 ]
