@@ -4,6 +4,8 @@ and a schedule missed while the daemon was down run once on start."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
 from typing import Any
@@ -88,3 +90,19 @@ def test_runs_policies_timeout_history_and_missed_schedule(project: Project) -> 
     assert next(j for j in listing if j["name"] == "lone")["running"]
     assert next(j for j in listing if j["name"] == "report")["next_fire_at"] > time.time()
     assert project.shoal("run", "nope").returncode == 3
+
+
+def test_a_run_left_by_a_killed_daemon_is_stopped_and_recorded_lost(project: Project) -> None:
+    (project.root / "job.py").write_text(JOB)
+    project.write(MANIFEST.format(py=json.dumps(sys.executable)))
+    project.shoal("up", "-d", check=True)
+    project.shoal("run", "lone", check=True)
+    [row] = wait_until(
+        lambda: [r for r in project.ps() if r["kind"] == "job" and r["pid"] is not None], 10
+    )
+    os.kill(project.daemon_pid(), signal.SIGKILL)
+    project.shoal("up", "-d", check=True)
+    [lost] = wait_until(lambda: finished(project, "lone", 1), 15)
+    assert lost["reason"].startswith("lost: the daemon stopped while it ran")
+    assert f"its process {row['pid']} was killed" in lost["reason"]
+    wait_until(lambda: not os.path.exists(f"/proc/{row['pid']}"), 5)

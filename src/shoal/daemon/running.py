@@ -178,7 +178,7 @@ async def run(
         await supervisor.start()  # (8)
         link.start()
         events.deliver()  # (9) event triggers and asynchronous invocations
-        scheduling.start()  # (10) schedules (a job run missed while down runs now)
+        await scheduling.start()  # (10) schedules (a job run missed while down runs now)
         daemon = Daemon(project, state, url, plane, supervisor, logs, stop, forced)
         if on_started is not None:
             on_started(daemon)

@@ -95,8 +95,8 @@ class Scheduling:
         self.store = store
         self._invocations: set[asyncio.Task[None]] = set()
 
-    def start(self) -> None:
-        lost = self.launcher.forget_lost_runs()
+    async def start(self) -> None:
+        lost = await self.launcher.recover()
         if lost:
             self.logs.append("shoal", f"scheduler: {lost} job runs were lost by a daemon crash")
         self.ticker.start()

@@ -67,13 +67,22 @@ class JobLauncher:
             raise UnknownName(f"no job named {name!r} (jobs: {known})")
         return job
 
-    def forget_lost_runs(self) -> int:
-        """Runs a previous daemon started and never finished: record them as lost."""
+    async def recover(self) -> int:
+        """Runs a previous daemon started and never finished (it was killed): stop what is left
+        of them (their processes carry SHOAL_STATE, SHOAL_JOB, SHOAL_RUN) and record them as
+        lost. The count."""
         lost = self.store.unfinished_job_runs()
         for run in lost:
-            self.store.finish_job_run(
-                run.id, None, "lost: the daemon stopped while it ran", self.clock()
-            )
+            reason = "lost: the daemon stopped while it ran"
+            job = self.project.manifest.jobs.get(run.job)
+            sweep = getattr(self.runtimes(job.runtime), "sweep", None) if job else None
+            if sweep is not None and self.state is not None:
+                match = {"SHOAL_STATE": self.state, "SHOAL_JOB": run.job, "SHOAL_RUN": str(run.id)}
+                killed = await sweep(match)
+                if killed:
+                    reason += f"; its process {', '.join(map(str, killed))} was killed"
+            self.logs.append(run.job, f"run {run.id}: {reason}")
+            self.store.finish_job_run(run.id, None, reason, self.clock())
         return len(lost)
 
     def trigger(self, name: str, kind: JobTrigger) -> tuple[int | None, str]:
