@@ -173,7 +173,14 @@ def _hpa(app: str, name: str, s: Service, ledger: Ledger) -> dict[str, Any] | No
         )
     else:
         ledger.map(path, "min", "scale_to_zero_after")
-    ledger.map(path, "max", "target_concurrency", "window")
+    ledger.map(path, "max", "window")
+    ledger.gap(
+        f"{path}.target_concurrency",
+        f"{a.target_concurrency:g}",
+        "an HPA reads requests in flight only from a custom-metrics adapter (not built in)",
+        f"Pods metric {INFLIGHT_METRIC}, average {a.target_concurrency:g}: serve it with an "
+        "adapter (e.g. from the pods' /metrics)",
+    )
     ledger.gap(
         f"{path}.panic_window",
         f"{a.panic_window:g}s (threshold {a.panic_threshold:g}x)",
