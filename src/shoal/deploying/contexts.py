@@ -55,7 +55,9 @@ def generated_context(
 ) -> Path:
     """Stage a context for a process/vm service or job: its folder and a Dockerfile."""
     folder = _fresh(into)
-    source = project.resolve(unit.workdir) if unit.workdir else project.root
+    # A vm unit's files are its build folder (what it bakes); a process's, its workdir.
+    folder_name = unit.workdir or (unit.build if unit.runtime == "vm" else None)
+    source = project.resolve(folder_name) if folder_name else project.root
     shutil.copytree(source, folder / "app", ignore=_SKIP)
     lines = [f"FROM {base}", f"COPY app/ {APP_ROOT}/", f"WORKDIR {APP_ROOT}"]
     if isinstance(unit, Service):
