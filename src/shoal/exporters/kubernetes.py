@@ -119,10 +119,8 @@ def _pod_spec(app: str, name: str, s: Service, tag: Tag, ledger: Ledger) -> dict
     return {"containers": [c], "terminationGracePeriodSeconds": grace}
 
 
-def _restart(path: str, s: Service | Job, ledger: Ledger, *, job: bool) -> None:
-    r = getattr(s, "restart", None)
-    if r is None:
-        return
+def _restart(path: str, s: Service, ledger: Ledger) -> None:
+    r = s.restart
     if r.policy == "always":
         ledger.map(f"{path}.restart", "policy")
     else:
@@ -217,7 +215,7 @@ def _hpa(app: str, name: str, s: Service, ledger: Ledger) -> dict[str, Any] | No
 def service_objects(app: str, name: str, s: Service, tag: Tag, ledger: Ledger) -> list[Any]:
     path = f"services.{name}"
     pod = _pod_spec(app, name, s, tag, ledger)
-    _restart(path, s, ledger, job=False)
+    _restart(path, s, ledger)
     if s.depends_on:
         ledger.gap(
             f"{path}.depends_on",
