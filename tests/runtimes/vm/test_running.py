@@ -177,3 +177,22 @@ async def test_sweep_kills_a_vm_nobody_recorded(app: Path) -> None:
         assert not Path(handle.runtime_ref or "/nonexistent").exists()
     finally:
         await runtime.close()
+
+
+@pytest.mark.parametrize("after", [0.05, 0.3])
+async def test_a_start_cancelled_midway_leaves_no_qemu(app: Path, after: float) -> None:
+    runtime = VmRuntime()
+    spec = make_spec(app, 5)
+    try:
+        starting = asyncio.create_task(runtime.start(spec))
+        await asyncio.sleep(after)
+        if starting.done():  # too fast to catch: stop it the normal way
+            await runtime.stop(starting.result(), 0)
+        else:
+            starting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await starting
+    finally:
+        await runtime.close()
+    await asyncio.sleep(0.2)
+    assert procfs.with_environ({"SHOAL_STATE": state_of(app)}) == []

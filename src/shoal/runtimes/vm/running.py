@@ -341,13 +341,18 @@ class VmRuntime:
             os.close(state)
         try:
             await qemu.restore(machine)
+            synced = instance.channel is not None and await instance.channel.sync(SYNC_TIMEOUT)
         except (OSError, qemu.QmpError) as exc:
             logger.warning("[%s] cannot load the snapshot: %s", spec.label, exc)
-        else:
-            if instance.channel is not None and await instance.channel.sync(SYNC_TIMEOUT):
-                elapsed = time.monotonic() - started
-                _note(spec, f"restored from snapshot {snapshot.folder.name} in {elapsed:.2f}s")
-                return handle
+            synced = False
+        except BaseException:  # cancelled (shutdown) mid-restore: leave no qemu
+            _kill(handle, signal.SIGKILL)
+            await asyncio.shield(instance.watcher)
+            raise
+        if synced:
+            elapsed = time.monotonic() - started
+            _note(spec, f"restored from snapshot {snapshot.folder.name} in {elapsed:.2f}s")
+            return handle
         await self.stop(handle, 0)
         return None
 
@@ -375,6 +380,12 @@ class VmRuntime:
         except OSError as exc:
             logger.warning("[%s] no control line: %s", spec.label, exc)
             channel = None
+        except BaseException:  # cancelled (shutdown) before it was watched: leave no qemu
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            shutil.rmtree(run, ignore_errors=True)
+            raise
         instance = self._watch(handle, run, channel, self._watch_child(process))
         logger.debug("[%s] started VM pid %d", spec.label, process.pid)
         return handle, instance
