@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import click
@@ -17,6 +18,7 @@ from rich.table import Table
 
 from shoal.cli.common import manifest_option, settings_of, stderr, stdout
 from shoal.cli.export import gap_table
+from shoal.errors import RuntimeNotAvailable, UsageError
 from shoal.exporters.naming import Tag
 from shoal.manifest import Project, load_manifest
 
@@ -67,26 +69,26 @@ def deploy(
     out, err = stdout(settings), stderr(settings)
     app = project.manifest.name
     if target == "swarm":
-        from shoal.deploying import swarm  # noqa: PLC0415 - docker only when deploying
+        if remove and dry_run:
+            out.print(f"would run: docker stack rm {app}")
+            return
+        if dry_run:
+            from shoal.deploying.building import last_tags  # noqa: PLC0415
+            from shoal.exporters.documents import render  # noqa: PLC0415
+            from shoal.exporters.swarm import export_swarm  # noqa: PLC0415
 
+            result = export_swarm(project.manifest, tag=last_tags(project) or tag)
+            click.echo(f"# would run: docker stack deploy --compose-file stack.yaml {app}")
+            click.echo(render(result.documents[0]), nl=False)
+            err.print(gap_table(result))
+            return
+        swarm = _swarm_module()
         if remove:
-            if dry_run:
-                out.print(f"would run: docker stack rm {app}")
-                return
             with err.status(f"removing stack {app}"):
                 swarm.remove_stack(app)
             out.print(f"removed stack {app}")
             return
         tags: Tag = tag
-        if dry_run:
-            from shoal.exporters.documents import render  # noqa: PLC0415
-            from shoal.exporters.swarm import export_swarm  # noqa: PLC0415
-
-            result = export_swarm(project.manifest, tag=tags)
-            click.echo(f"# would run: docker stack deploy --compose-file stack.yaml {app}")
-            click.echo(render(result.documents[0]), nl=False)
-            err.print(gap_table(result))
-            return
         from shoal.deploying.building import build_images, last_tags  # noqa: PLC0415
 
         if build is not False:
@@ -106,6 +108,11 @@ def deploy(
             )
         out.print(gap_table(result))
         return
+    if remove:
+        raise UsageError(
+            "--remove is for --target swarm; on Kubernetes use kubectl delete -l "
+            f"app.kubernetes.io/part-of={app}"
+        )
     _deploy_k8s(
         project,
         out,
@@ -118,6 +125,16 @@ def deploy(
         context=context,
         kubeconfig=kubeconfig,
     )
+
+
+def _swarm_module() -> ModuleType:
+    try:
+        from shoal.deploying import swarm  # noqa: PLC0415 - docker only when deploying
+    except ImportError as exc:
+        raise RuntimeNotAvailable(
+            "swarm", f"the Docker SDK is missing ({exc.name})", extra="docker"
+        ) from exc
+    return swarm
 
 
 def _tasks_table(views: Sequence[TaskView]) -> Table:
