@@ -13,6 +13,7 @@ from shoal.manifest.loading import load_manifest
 from shoal.runtimes.base import InstanceSpec, Limits
 from shoal.runtimes.vm import baking, hosting, initramfs, qemu
 from shoal.runtimes.vm.running import describe, inputs_of, inputs_of_service
+from shoal.runtimes.vm.snapshots import Snapshots
 
 TCG = hosting.Host(accel="tcg", tsc_khz=2_445_406, why="test")
 
@@ -216,3 +217,17 @@ def test_the_cache_is_private(tmp_path: Path) -> None:
     cache.mkdir(mode=0o755)
     baking.Baker(cache)._make_cache()
     assert cache.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_new_snapshot_prunes_its_services_older_ones(tmp_path: Path) -> None:
+    snapshots = Snapshots(tmp_path)
+    for key, owner in (("old", "shop/web"), ("new", "shop/web"), ("other", "shop/api")):
+        folder = snapshots.folder / key
+        folder.mkdir(parents=True)
+        (folder / "ram").write_bytes(b"x")
+        (folder / "complete").write_text(json.dumps({"key": key, "owner": owner}))
+    (snapshots.folder / ".make-half").mkdir()
+    assert snapshots.prune("shop/web", keep="new") == ["old"]
+    assert sorted(p.name for p in snapshots.folder.iterdir()) == [".make-half", "new", "other"]
+    assert snapshots.find("new", memory_mib=256, cpus=1) is not None
+    assert snapshots.find("old", memory_mib=256, cpus=1) is None

@@ -408,6 +408,7 @@ class VmRuntime:
             host=self.host,
             label=f"{spec.name}#snapshot",
             progress=self.progress,
+            owner=f"{spec.app}/{spec.name}",
         )
 
     def _made(self, key: str, task: asyncio.Task[Snapshot | None]) -> None:

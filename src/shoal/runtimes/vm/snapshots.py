@@ -12,7 +12,8 @@ serving instance, so no request or client state ends up in the snapshot):
    let it settle;
 3. QMP ``stop``, then ``migrate`` to a file (an inherited fd) with ``x-ignore-shared``: only the
    device state is written, the RAM already is in its file; ``quit``;
-4. rename the folder into place (``complete`` written last): a half-made snapshot is never used.
+4. rename the folder into place (``complete`` written last): a half-made snapshot is never used;
+   the service's older snapshots (earlier images) are removed.
 
 A clone maps the RAM file **private** (copy-on-write: clones share the unchanged pages through
 the page cache) and loads the device state with ``-incoming fd:N``; its netdev is built from its
@@ -82,6 +83,23 @@ class Snapshots:
             return None
         return Snapshot(folder=folder, memory_mib=memory_mib, cpus=cpus)
 
+    def prune(self, owner: str, *, keep: str) -> list[str]:
+        """Remove the other snapshots of ``owner`` (an app's service): only its newest image's
+        is kept, so the cache does not grow by a RAM file per code change. VMs restored from a
+        removed snapshot keep running (their files stay open); new ones boot cold."""
+        removed = []
+        for folder in sorted(self.folder.iterdir()) if self.folder.is_dir() else []:
+            if folder.name == keep or folder.name.startswith("."):
+                continue
+            try:
+                meta = json.loads((folder / "complete").read_text())
+            except (OSError, ValueError):
+                continue
+            if meta.get("owner") == owner:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder.name)
+        return removed
+
     async def make(
         self,
         image: Image,
@@ -93,6 +111,7 @@ class Snapshots:
         host: Host,
         label: str,
         progress: Progress,
+        owner: str = "",
         ready_timeout: float = 300.0,
     ) -> Snapshot:
         """Boot a fresh VM of ``image`` and snapshot it once it serves (see the module doc)."""
@@ -132,12 +151,15 @@ class Snapshots:
                 await _snapshot(machine, process, label, state, ready_timeout)
             finally:
                 os.close(state)
-            (work / "complete").write_text(json.dumps({"label": label, "key": key}) + "\n")
+            meta = {"label": label, "key": key, "owner": owner}
+            (work / "complete").write_text(json.dumps(meta) + "\n")
             target = self.folder / key
             try:
                 os.rename(work, target)
             except OSError:  # another maker finished first: keep theirs
                 shutil.rmtree(work, ignore_errors=True)
+            if owner:
+                self.prune(owner, keep=key)
             progress(f"vm: snapshot of {label} ready ({time.monotonic() - started:.1f}s)")
             return Snapshot(folder=target, memory_mib=memory_mib, cpus=cpus)
         except BaseException:
