@@ -13,7 +13,8 @@ runs. A write is acknowledged only once it is on disk.
 
 Modules: ``paths`` (where the file lives), ``records`` (the dataclasses handed in and out),
 ``migrations`` (the schema, as ordered forward steps), ``database`` (the connection: opening,
-settings, transactions), ``rows`` (rows to records), ``store`` (the typed API).
+settings, transactions), ``rows`` (rows to records), ``queues`` (the event bus's batch, due-time,
+settle, dead-letter and redrive queries), ``store`` (the typed API).
 """
 
 from __future__ import annotations
