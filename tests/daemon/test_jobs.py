@@ -106,3 +106,22 @@ def test_a_run_left_by_a_killed_daemon_is_stopped_and_recorded_lost(project: Pro
     assert lost["reason"].startswith("lost: the daemon stopped while it ran")
     assert f"its process {row['pid']} was killed" in lost["reason"]
     wait_until(lambda: not os.path.exists(f"/proc/{row['pid']}"), 5)
+
+
+def test_apply_brings_new_jobs_and_schedules(project: Project) -> None:
+    (project.root / "job.py").write_text(JOB)
+    py = json.dumps(sys.executable)
+    project.write(f"name: demo\njobs:\n  quick: {{command: [{py}, job.py, '0', '0']}}\n")
+    project.shoal("up", "-d", check=True)
+    assert project.shoal("run", "added").returncode == 3
+    project.write(
+        f"name: demo\njobs:\n  quick: {{command: [{py}, job.py, '0', '0']}}\n"
+        f"  added: {{command: [{py}, job.py, '0', '5'], schedule: '*/5 * * * *'}}\n"
+    )
+    project.shoal("apply", check=True)
+    project.shoal("run", "added", check=True)
+    [run] = wait_until(lambda: finished(project, "added", 1), 15)
+    assert run["exit_code"] == 5
+    listing = json.loads(project.shoal("jobs", "--json", check=True).stdout)
+    added = next(j for j in listing if j["name"] == "added")
+    assert added["schedule"] == "*/5 * * * *" and added["next_fire_at"] > time.time()

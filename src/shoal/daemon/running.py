@@ -141,12 +141,17 @@ async def run(
         scheduling = Scheduling(project, store, logs, runtimes, events, state=state)
         link = GatewayLink(gateway, supervisor)
         supervisor.subscribe(link.sync)
+
+        def applied(new: Project) -> None:
+            gateway.set_routes(compile_routes(new.manifest))
+            scheduling.apply(new)  # jobs and schedules; topics change at the next start
+
         plane = Plane(
             project.file,
             supervisor,
             logs,
             on_shutdown=stop.set,
-            on_apply=lambda new: gateway.set_routes(compile_routes(new.manifest)),
+            on_apply=applied,
             metrics=gateway.metrics,
             functions=functions,
             events=events,

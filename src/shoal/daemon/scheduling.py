@@ -91,6 +91,7 @@ class Scheduling:
         self.logs = logs
         self.launcher = JobLauncher(project, store, logs, runtimes, state=str(state))
         self.entries = schedule_entries(project)
+        self.clock = clock
         self.ticker = Ticker(self.entries, store, self._fire, clock)
         self.store = store
         self._invocations: set[asyncio.Task[None]] = set()
@@ -100,6 +101,20 @@ class Scheduling:
         if lost:
             self.logs.append("shoal", f"scheduler: {lost} job runs were lost by a daemon crash")
         self.ticker.start()
+
+    def apply(self, project: Project) -> None:
+        """A new manifest (``shoal apply``): jobs run with their new settings from now on (runs
+        in progress finish as they started) and changed schedules take effect at once."""
+        self.project = project
+        self.launcher.project = project
+        entries = schedule_entries(project)
+        if entries == self.entries:
+            return
+        self.ticker.cancel()
+        self.entries = entries
+        self.ticker = Ticker(entries, self.store, self._fire, self.clock)
+        self.ticker.start()
+        self.logs.append("shoal", f"scheduler: {len(entries)} schedules after apply")
 
     async def pause(self) -> None:
         """Shutdown step 2: no more fires; runs in progress are stopped later."""

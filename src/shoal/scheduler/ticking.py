@@ -158,6 +158,12 @@ class Ticker:
         self._task = asyncio.create_task(self.run(), name="scheduler:ticking")
         self._task.add_done_callback(_ended)
 
+    def cancel(self) -> None:
+        """Stop firing now, without waiting for the task to finish (``shoal apply``)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
