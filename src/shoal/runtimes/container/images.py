@@ -143,15 +143,21 @@ def build_image(
 def _build_lines(
     stream: Iterator[dict[str, object]], tag: str, tail: collections.deque[str]
 ) -> Iterator[str]:
+    """The build's output, line by line; its error raised once the engine has ended the stream
+    (read to the end, so its connection goes back to the client's pool, not to the GC)."""
+    failure = ""
     for chunk in stream:
         error = chunk.get("error")
         if error:
-            raise ImageError(tag, f"the build failed: {str(error).strip()}", log="\n".join(tail))
+            failure = failure or str(error).strip()
+            continue
         text = chunk.get("stream") or chunk.get("status")
-        if isinstance(text, str):
+        if isinstance(text, str) and not failure:
             for line in text.splitlines():
                 if line.strip():
                     yield line.rstrip()
+    if failure:
+        raise ImageError(tag, f"the build failed: {failure}", log="\n".join(tail))
 
 
 def image_exists(client: Client, reference: str) -> bool:
