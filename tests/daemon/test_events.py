@@ -134,7 +134,7 @@ def test_async_invoke_retries_twice_then_dead_letters_and_sdk_publishes(bus: Pro
     wait_until(lambda: len([s for s in seen(bus) if s.get("async", {}).get("boom")]) == 3, 20)
     dead = wait_until(lambda: json.loads(bus.shoal("dlq", "async:sink", "--json").stdout), 10)
     assert dead[0]["payload"] == {"boom": True} and "ValueError" in dead[0]["error"]
-    # the SDK inside a function publishes through the API (SHOAL_API_URL, SHOAL_TOKEN)
+    # the SDK inside a function publishes through the events endpoint (SHOAL_EVENTS_URL)
     bus.shoal("invoke", "sink", "--async", "--data", '{"forward": 7}', check=True)
     wait_until(lambda: [s for s in seen(bus) if s.get("body", {}).get("from") == "sdk"], 15)
 
@@ -143,7 +143,7 @@ def test_sdk_outside_shoal_says_what_is_missing(tmp_path: Path, monkeypatch: Any
     from shoal.errors import DaemonNotRunning
     from shoal.events import publish
 
-    for name in ("SHOAL_API_URL", "SHOAL_TOKEN", "SHOAL_STATE"):
+    for name in ("SHOAL_EVENTS_URL", "SHOAL_API_URL", "SHOAL_TOKEN", "SHOAL_STATE"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(DaemonNotRunning, match="SHOAL_API_URL"):
         publish("orders", {})

@@ -1,7 +1,8 @@
 """Where a running daemon's control API is, and the token it wants.
 
 The daemon writes, beside the manifest in ``.shoal/``: ``api-url`` (its base URL, one line),
-``token`` (mode 0600, one line) and ``daemon.pid`` (one line). The CLI and scripts read them to
+``token`` (mode 0600, one line), ``daemon.pid`` (one line) and ``events-url`` (the events
+endpoint, ``shoal.api.ingest``: publishes only, same token). The CLI and scripts read them to
 reach the daemon; nothing else is needed. Plain files so that ``curl -H "Authorization: Bearer
 $(cat .shoal/token)" $(cat .shoal/api-url)/v1/instances`` works.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 from shoal.errors import DaemonNotRunning
 
 API_URL = "api-url"
+EVENTS_URL = "events-url"
 TOKEN = "token"  # noqa: S105 - the file name, not a secret
 PID = "daemon.pid"
 
@@ -49,15 +51,18 @@ def new_token(state: Path) -> str:
     return token
 
 
-def publish(state: Path, url: str) -> None:
-    """Announce the API: write ``api-url`` and ``daemon.pid`` (after the token exists)."""
+def publish(state: Path, url: str, events_url: str | None = None) -> None:
+    """Announce the API: write ``events-url``, ``daemon.pid`` and, last, ``api-url`` (after the
+    token exists): a client that finds ``api-url`` finds the rest."""
+    if events_url is not None:
+        _write(state / EVENTS_URL, events_url, 0o644)
     _write(state / PID, str(os.getpid()), 0o644)
     _write(state / API_URL, url, 0o644)
 
 
 def withdraw(state: Path) -> None:
     """The daemon is going away: remove what :func:`publish` wrote (the token stays)."""
-    for name in (API_URL, PID):
+    for name in (API_URL, EVENTS_URL, PID):
         (state / name).unlink(missing_ok=True)
 
 

@@ -2,10 +2,11 @@
 
 Start: (1) take the folder's lock, (2) open the store and record the manifest revision, (3) start
 the log store and open the event bus (publishes are durable from here), (4) serve the control
-API on 127.0.0.1 and publish its URL, token and pid, (5) open the gateway (requests for a
-service not ready yet wait, bounded), (6) start the function templates, (7) let runtimes
-prepare, (8) start the supervisor, which adopts what a previous daemon left and reconciles,
-(9) start event deliveries, (10) start the schedules (a job run missed while down runs now).
+API and the events endpoint on 127.0.0.1 and publish their URLs, the token and the pid,
+(5) open the gateway (requests for a service not ready yet wait, bounded), (6) start the
+function templates, (7) let runtimes prepare, (8) start the supervisor, which adopts what a
+previous daemon left and reconciles, (9) start event deliveries, (10) start the schedules (a
+job run missed while down runs now).
 
 Shutdown, on SIGINT/SIGTERM or ``POST /v1/shutdown`` (a second signal forces):
   1. stop accepting changes (scale/apply/restart answer 409 from now on)
@@ -32,6 +33,7 @@ from pathlib import Path
 from aiohttp import web
 
 from shoal.api import endpoint
+from shoal.api.ingest import IngestServer
 from shoal.api.routes import build_app
 from shoal.daemon.eventing import Events
 from shoal.daemon.functioning import Functions
@@ -111,6 +113,7 @@ async def run(
     store = Store.open(default_db_path(project.file))  # (2)
     logs = LogStore(state / "logs")
     runner: web.AppRunner | None = None
+    ingest: IngestServer | None = None
     events: Events | None = None
     stop = stop or asyncio.Event()
     forced = asyncio.Event()
@@ -165,7 +168,9 @@ async def run(
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         url = f"http://127.0.0.1:{port}"
-        endpoint.publish(state, url)
+        ingest = IngestServer(plane.publish, plane.publish_batch, token)  # (4b) publishes only
+        events_url = f"http://127.0.0.1:{await ingest.start()}"
+        endpoint.publish(state, url, events_url)
         if handle_signals:
             _install_signals(loop, stop, forced)
         gw = project.manifest.gateway
@@ -177,7 +182,9 @@ async def run(
                 "set gateway.port in the manifest (another shoal or server may hold it)"
             ) from exc
         logs.append("shoal", f"gateway on http://{gw.host}:{gateway.port}")
-        functions.extra_env.update(SHOAL_API_URL=url, SHOAL_TOKEN=token)  # shoal.events.publish
+        functions.extra_env.update(  # for shoal.events.publish
+            SHOAL_API_URL=url, SHOAL_EVENTS_URL=events_url, SHOAL_TOKEN=token
+        )
         await functions.start()  # (6) templates import their handlers now: errors show at once
         await runtimes.prepare(project, lambda text: logs.append("shoal", text))  # (7) images
         await supervisor.start()  # (8)
@@ -216,6 +223,8 @@ async def run(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
         endpoint.withdraw(state)  # 4.
+        if ingest is not None:
+            await ingest.stop()
         if runner is not None:
             await runner.cleanup()
         if events is not None:

@@ -1,9 +1,10 @@
 """``shoal.events.publish(topic, data)``: publish from inside a function or a service.
 
-The smallest client of the control API (stdlib only, imported in microseconds): it finds the
-daemon through the variables shoal sets for functions (``SHOAL_API_URL``, ``SHOAL_TOKEN``),
-or else through ``SHOAL_STATE`` (services get it), whose ``api-url`` and ``token`` files the
-daemon writes. A publish returns once the event is durable (the API answers 202 only then).
+The smallest client of the daemon's events endpoint (stdlib only, imported in microseconds): it
+finds the daemon through the variables shoal sets for functions (``SHOAL_EVENTS_URL``,
+``SHOAL_TOKEN``), or else through ``SHOAL_STATE`` (services get it), whose ``events-url`` and
+``token`` files the daemon writes. A publish returns once the event is durable (the endpoint
+answers 202 only then).
 
     from shoal.events import publish
     publish("orders.created", {"id": 42})
@@ -11,6 +12,7 @@ daemon writes. A publish returns once the event is durable (the API answers 202 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -22,21 +24,26 @@ TIMEOUT_S = 10.0
 
 
 def _endpoint() -> tuple[str, str]:
-    url, token = os.environ.get("SHOAL_API_URL"), os.environ.get("SHOAL_TOKEN")
+    """The events endpoint (``shoal.api.ingest``; the control API of an older daemon) and
+    the token."""
+    url = os.environ.get("SHOAL_EVENTS_URL") or os.environ.get("SHOAL_API_URL")
+    token = os.environ.get("SHOAL_TOKEN")
     if url and token:
         return url, token
     state = os.environ.get("SHOAL_STATE")
     if state:
+        folder = Path(state)
         try:
-            folder = Path(state)
-            return (
-                (folder / "api-url").read_text().strip(),
-                (folder / "token").read_text().strip(),
-            )
+            token = (folder / "token").read_text().strip()
+            for name in ("events-url", "api-url"):
+                with contextlib.suppress(FileNotFoundError):
+                    return (folder / name).read_text().strip(), token
+            raise FileNotFoundError(f"{folder / 'api-url'}: no such file")
         except OSError as exc:
             raise DaemonNotRunning(f"no shoal daemon answers for {state}: {exc}") from exc
     raise DaemonNotRunning(
-        "shoal.events.publish needs SHOAL_API_URL and SHOAL_TOKEN (or SHOAL_STATE): "
+        "shoal.events.publish needs SHOAL_EVENTS_URL or SHOAL_API_URL, and SHOAL_TOKEN (or "
+        "SHOAL_STATE): "
         "it works inside functions and services that shoal runs"
     )
 
