@@ -337,7 +337,8 @@ def test_manifest_names_files_that_exist(app_dir: Path) -> None:
         command = spec["command"]
         argv = shlex.split(command) if isinstance(command, str) else command
         assert argv[0] == "python3", name
-        assert (app_dir / spec["workdir"] / argv[1]).is_file(), name
+        folder = spec["build"] if spec.get("runtime") == "vm" else spec["workdir"]  # vm: baked
+        assert (app_dir / folder / argv[1]).is_file(), name
     for name, spec in manifest.get("functions", {}).items():
         file, handler = spec["handler"].split(":")
         assert callable(load_handler(app_dir / file, handler)), name

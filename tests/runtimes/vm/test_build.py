@@ -45,7 +45,7 @@ def test_build_bakes_once_per_content(baked: Baker, tmp_path: Path) -> None:
     assert first.returncode == 0, first.stdout + first.stderr
     assert "recommend: VM image" in first.stdout and "baked" in first.stdout
     assert "vm: baked recommend" in first.stderr  # progress goes to stderr
-    again = shoal("build", cwd=shop)
+    again = shoal("build", "recommend", "catalog", cwd=shop)
     assert again.returncode == 0, again.stderr
     assert "recommend: VM image" in again.stdout and "up to date" in again.stdout
     assert "catalog: nothing to build (process)" in again.stdout

@@ -233,10 +233,17 @@ class Qmp:
                 sock.close()
                 if loop.time() > deadline:
                     raise
-                await asyncio.sleep(0.01)
+            except BaseException:
+                sock.close()
+                raise
+            await asyncio.sleep(0.01)
         qmp = cls(sock)
-        await qmp._receive()  # the greeting
-        await qmp.execute("qmp_capabilities")
+        try:
+            await qmp._receive()  # the greeting
+            await qmp.execute("qmp_capabilities")
+        except BaseException:
+            sock.close()
+            raise
         return qmp
 
     async def _receive(self) -> dict[str, Any]:
