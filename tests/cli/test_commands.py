@@ -137,3 +137,22 @@ def test_validate_accepts_a_folder(tmp_path: Path) -> None:
 def test_help(tmp_path: Path, args: list[str]) -> None:
     result = shoal(*args, cwd=tmp_path)
     assert result.returncode == 0 and "Usage:" in result.stdout
+
+
+def test_every_command_has_help_and_well_formed_options() -> None:
+    """Each command's options parse without click's warnings (a duplicate ``--file`` once hid
+    the event file of ``shoal invoke`` behind the manifest option)."""
+    from click.testing import CliRunner
+
+    from shoal.cli.main import COMMANDS, cli
+
+    for name in COMMANDS:
+        result = CliRunner().invoke(cli, [name, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output, (name, result.output)
+
+
+def test_invoke_reads_the_event_from_file_and_the_manifest_from_f(tmp_path: Path) -> None:
+    (tmp_path / "event.json").write_text("not json")
+    result = shoal("invoke", "-f", str(tmp_path), "fn", "--file", "event.json", cwd=tmp_path)
+    assert result.returncode == ExitCode.USAGE, result.stderr
+    assert "not JSON" in result.stderr

@@ -70,6 +70,20 @@ def file_only_option(func: F) -> F:
     )(func)
 
 
+def short_file_option(func: F) -> F:
+    """``-f FILE`` (long form ``--manifest``) for commands whose ``--file`` is their input
+    (``shoal invoke NAME --file event.json``, ``shoal publish``)."""
+    return click.option(
+        "-f",
+        "--manifest",
+        "file",
+        type=click.Path(dir_okay=True, path_type=str),
+        default=None,
+        callback=_file_fallback,
+        help=FILE_HELP + " (Here --file is the event.)",
+    )(func)
+
+
 def settings_of(ctx: click.Context) -> Settings:
     obj = ctx.find_root().obj
     return obj if isinstance(obj, Settings) else Settings()

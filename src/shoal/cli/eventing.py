@@ -11,7 +11,7 @@ from rich.table import Table
 
 from shoal.api.models import DeadLetter, TopicRow
 from shoal.cli.client import client_for
-from shoal.cli.common import manifest_option, settings_of, stdout
+from shoal.cli.common import manifest_option, settings_of, short_file_option, stdout
 from shoal.errors import UsageError
 
 
@@ -27,7 +27,7 @@ def read_event(data: str | None, event_file: IO[bytes] | None) -> Any:
 
 
 @click.command()
-@manifest_option
+@short_file_option
 @click.argument("topic")
 @click.option("--data", default=None, help="The event, as JSON (default: {}).")
 @click.option(

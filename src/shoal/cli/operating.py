@@ -8,7 +8,7 @@ from typing import IO
 import click
 
 from shoal.cli.client import client_for
-from shoal.cli.common import manifest_option, settings_of, stdout
+from shoal.cli.common import manifest_option, settings_of, short_file_option, stdout
 from shoal.errors import ExitCode, UsageError
 from shoal.manifest import load_manifest
 
@@ -51,7 +51,7 @@ def restart(ctx: click.Context, file: str | None, name: str) -> None:
 
 
 @click.command()
-@manifest_option
+@short_file_option
 @click.argument("name")
 @click.option("--data", default=None, help="The event, as JSON (default: {}).")
 @click.option(
