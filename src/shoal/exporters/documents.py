@@ -102,7 +102,11 @@ def finish(target: str, documents: Iterable[Document], ledger: Ledger) -> Export
 
 
 class _Dumper(yaml.SafeDumper):
-    """Block style, keys in the order written, long strings unfolded, multi-line text as |."""
+    """Block style, keys in the order written, long strings unfolded, multi-line text as |,
+    and no anchors: a value used twice is written twice, as people and tools expect."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def _str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
