@@ -147,8 +147,10 @@ def _triggers(app: str, name: str, f: Function, ledger: Ledger) -> list[dict[str
             ledger.gap(
                 f"{at}.schedule",
                 sched.expression,
-                "a PingSource does not retry a failed delivery (shoal retries twice, as Lambda)",
-                "one attempt per fire",
+                "a PingSource posts a CloudEvent to the function's root, once (shoal retries "
+                "twice, as Lambda); shoal's function image does not turn it into an "
+                "EventBridge event yet",
+                "one attempt per fire; the handler needs an adapter",
             )
             spec: dict[str, Any] = {"schedule": expression, "timezone": sched.timezone}
             if sched.input is not None:
@@ -166,7 +168,14 @@ def _triggers(app: str, name: str, f: Function, ledger: Ledger) -> list[dict[str
         elif t.event is not None:
             e = t.event
             ledger.map(f"{at}", "http", "schedule")
-            ledger.map(f"{at}.event", "topic", "retries", "dead_letter")
+            ledger.map(f"{at}.event", "retries", "dead_letter")
+            ledger.gap(
+                f"{at}.event.topic",
+                e.topic,
+                "Knative delivers CloudEvents by HTTP POST to the function's root; shoal's "
+                "function image does not turn them into SQS batches yet",
+                f"Trigger on Broker {dns_label(e.topic)}: the handler needs an adapter",
+            )
             ledger.gap(
                 f"{at}.event.batch_size",
                 e.batch_size,
