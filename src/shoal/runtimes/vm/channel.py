@@ -20,7 +20,7 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-ENTROPY_BYTES = 64
+ENTROPY_BYTES = 32
 
 
 class Channel:

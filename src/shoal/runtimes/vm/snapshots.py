@@ -18,7 +18,7 @@ serving instance, so no request or client state ends up in the snapshot):
 A clone maps the RAM file **private** (copy-on-write: clones share the unchanged pages through
 the page cache) and loads the device state with ``-incoming fd:N``; its netdev is built from its
 own command line, so it gets its own ``hostfwd`` port. Then the runtime sends ``sync`` over the
-control line: the guest sets its wall clock to the host's and credits 64 fresh random bytes to
+control line: the guest sets its wall clock to the host's and credits 32 fresh random bytes to
 the kernel's pool with an immediate CRNG reseed, before any request reaches it.
 """
 
