@@ -1,4 +1,4 @@
-"""``shoal build [SERVICE...]``: make what services need before they start (VM images today).
+"""``shoal build [SERVICE...]``: make what services need before they start (VM, container images).
 
 One builder per runtime in :data:`BUILDERS` (a runtime without one has nothing to build); each
 takes the project, the names of its services and a progress callback, and returns one line per
