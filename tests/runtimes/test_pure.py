@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from shoal.errors import RuntimeNotAvailable
 from shoal.runtimes import RUNTIMES, cgroupfs, load_runtime, procfs, registry
+from shoal.runtimes.base import Handle, InstanceSpec
 from shoal.runtimes.spawning import DEFAULT_ENV, build_env, describe_exec_error
 from shoal.runtimes.watching import ADOPTED_REASON, describe_exit, signal_name
 
@@ -241,3 +242,22 @@ def test_missing_optional_dependency_names_the_extra(
     with pytest.raises(TypeError, match="Runtime protocol"):
         load_runtime("container")
     sys.modules.pop("shoal_fake_plain", None)
+
+
+def test_a_handle_names_the_same_process_only_with_its_pid_and_start_time() -> None:
+    spec = InstanceSpec(
+        app="a",
+        kind="service",
+        name="s",
+        ordinal=0,
+        revision="r",
+        command=("x",),
+        log_path=Path("/dev/null"),
+    )
+    started = Handle(spec=spec, pid=42, pid_start_time=100.0)
+    assert started.same_process(Handle(spec=spec, pid=42, pid_start_time=100.0 + 0.5 / 100))
+    assert not started.same_process(Handle(spec=spec, pid=42, pid_start_time=101.0))  # pid reused
+    assert not started.same_process(Handle(spec=spec, pid=43, pid_start_time=100.0))
+    assert not started.same_process(Handle(spec=spec, pid=42))
+    assert Handle(spec=spec, pid=42).same_process(Handle(spec=spec, pid=42))
+    assert not Handle(spec=spec).same_process(Handle(spec=spec))

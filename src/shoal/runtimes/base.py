@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
+from shoal.runtimes import procfs
+
 InstanceKind = Literal["service", "job"]
 
 
@@ -63,6 +65,16 @@ class Handle:
     host_port: int | None = None
     runtime_ref: str | None = None  # container id, VM pid file, cgroup path...
     started_at: float = 0.0  # wall clock, seconds
+
+    def same_process(self, other: Handle) -> bool:
+        """Whether ``other`` names this handle's process: the same pid, started at the same
+        kernel time (within a clock tick), so a reused pid never matches."""
+        if self.pid is None or self.pid != other.pid:
+            return False
+        mine, theirs = self.pid_start_time, other.pid_start_time
+        if mine is None or theirs is None:
+            return mine is theirs
+        return procfs.same_start(mine, theirs)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -483,15 +483,8 @@ class VmRuntime:
         return instance
 
     def _find(self, handle: Handle) -> _Instance | None:
-        if handle.pid is None:
-            return None
-        instance = self._instances.get(handle.pid)
-        if instance is None:
-            return None
-        recorded, given = instance.handle.pid_start_time, handle.pid_start_time
-        if recorded is None or given is None:
-            return instance if recorded is given else None
-        return instance if procfs.same_start(recorded, given) else None
+        instance = self._instances.get(handle.pid) if handle.pid is not None else None
+        return instance if instance is not None and instance.handle.same_process(handle) else None
 
 
 def describe(returncode: int | None, ended: tuple[str, int] | None) -> Exit:
