@@ -35,7 +35,6 @@ if __package__ in (None, ""):  # run as a file: import from the repo root, not b
 import asyncio
 import http.client
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -43,6 +42,7 @@ from collections.abc import Iterator
 
 from bench.figures import Figure, at_most
 from bench.harness import Run, from_samples, main
+from bench.http import free_port
 from shoal.api.client import Client
 from shoal.runtimes.base import InstanceSpec
 from shoal.runtimes.container import ContainerRuntime, busybox_image, reachable
@@ -50,12 +50,6 @@ from shoal.store import state_dir
 
 DESIGN = "DESIGN.md §6"
 PROBE_EVERY = 0.01
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def probe_until_ready(port: int, timeout: float = 30.0) -> None:

@@ -110,12 +110,4 @@ def children(pid: int) -> list[int]:
         return []
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-__all__ = ["Daemon", "alive", "children", "running_daemon", "shoal"]
+__all__ = ["Daemon", "children", "running_daemon", "shoal"]

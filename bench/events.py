@@ -52,6 +52,7 @@ import uvloop
 
 from bench.figures import Baseline, Figure, at_least, at_most
 from bench.harness import Run, from_samples, main
+from bench.http import free_port
 from bench.timing import python_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -225,12 +226,6 @@ def daemon() -> Iterator[Shoal]:
             shoal.cli("down", "--timeout", "30")
             with contextlib.suppress(OSError, ValueError):
                 os.kill(shoal.pid, signal.SIGKILL)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ---------------------------------------------------------------- throughput

@@ -318,9 +318,7 @@ async def http_burst(port: int, request: bytes, size: int) -> list[tuple[bool, f
 
 def through_gateway(run: Run) -> dict[str, Any]:
     """Cold starts, warm invocations and a burst over HTTP through a real daemon's gateway."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = http.free_port()
     manifest = GATEWAY_MANIFEST.replace("PORT", str(port))
     body = EVENT["body"].encode()
     fresh = [sys.executable, "-c", FRESH, str(HANDLER), json.dumps(EVENT)]

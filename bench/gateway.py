@@ -43,6 +43,7 @@ import uvloop
 
 from bench.figures import Baseline, Figure, at_least, at_most
 from bench.harness import Run, main
+from bench.http import free_port
 from bench.stats import cv
 from shoal.gateway import Gateway, compile_routes
 from shoal.manifest import Manifest
@@ -65,12 +66,6 @@ MANIFEST = {
         }
     },
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:

@@ -44,6 +44,13 @@ def read_response(sock: socket.socket) -> tuple[int, bytes]:
     return status, body
 
 
+def free_port() -> int:
+    """A port on 127.0.0.1 nothing listens on now, for a server the benchmark starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def connect(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -61,4 +68,4 @@ def once(port: int, request: bytes) -> tuple[int, bytes]:
         return exchange(sock, request)
 
 
-__all__ = ["connect", "exchange", "once", "read_response", "request_bytes"]
+__all__ = ["connect", "exchange", "free_port", "once", "read_response", "request_bytes"]
