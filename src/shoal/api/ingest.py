@@ -55,7 +55,7 @@ REASONS = {
 }
 
 
-def error_body(status: int, error: str, message: str) -> bytes:
+def error_body(error: str, message: str) -> bytes:
     """The control API's error shape (``ErrorBody``)."""
     return json.dumps({"error": error, "message": message, "problems": []}).encode()
 
@@ -72,15 +72,15 @@ def response(status: int, body: bytes, *, keep_alive: bool) -> bytes:
 def failure(exc: BaseException) -> tuple[int, bytes]:
     """An exception from a publish, as the control API's middleware maps it."""
     if isinstance(exc, ShuttingDown):
-        return 409, error_body(409, "shutting_down", str(exc))
+        return 409, error_body("shutting_down", str(exc))
     if isinstance(exc, UnknownName):
-        return 404, error_body(404, "not_found", str(exc))
+        return 404, error_body("not_found", str(exc))
     if isinstance(exc, UsageError):
-        return 400, error_body(400, "invalid_request", str(exc))
+        return 400, error_body("invalid_request", str(exc))
     if isinstance(exc, ShoalError):
-        return 500, error_body(500, type(exc).__name__, str(exc))
+        return 500, error_body(type(exc).__name__, str(exc))
     log.error("events endpoint: a publish failed", exc_info=exc)
-    return 500, error_body(500, "internal_error", "internal error (a bug: see the daemon's log)")
+    return 500, error_body("internal_error", "internal error (a bug: see the daemon's log)")
 
 
 class Pending:
@@ -105,7 +105,6 @@ class IngestConnection(asyncio.Protocol):
         self.queue: deque[Pending] = deque()
         self.url = b""
         self.auth = b""
-        self.header = b""
         self.head_size = 0
         self.body: list[bytes] = []
         self.body_size = 0
@@ -141,7 +140,7 @@ class IngestConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ parsing
 
     def on_message_begin(self) -> None:
-        self.url = self.auth = self.header = b""
+        self.url = self.auth = b""
         self.head_size = 0
         self.body = []
         self.body_size = 0
@@ -174,42 +173,39 @@ class IngestConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         item = Pending(self.keep_alive)
         self.queue.append(item)
-        answer = self._check()
-        if answer is not None:
-            item.answer = answer
+        self._start(item)
+        self._flush()
+
+    def _start(self, item: Pending) -> None:
+        """Refuse the request just parsed (its answer set now), or start its publish."""
+        match = PATH.match(self.url)
+        if match is None:
+            item.answer = 404, error_body("not_found", "this endpoint serves only publishes")
+        elif self.parser.get_method() != b"POST":
+            item.answer = 405, error_body("method_not_allowed", "publish with POST")
+        elif not hmac.compare_digest(self.auth, self.server.expected):
+            item.answer = (
+                401,
+                error_body("unauthorized", "missing or wrong token (see .shoal/token)"),
+            )
+        elif self.body_size > self.server.max_body:
+            text = f"the body is over {self.server.max_body} bytes"
+            item.answer = 413, error_body("payload_too_large", text)
         else:
-            topic, kind = self._route
-            body = b"".join(self.body)
-            publish = self.server.publish if kind == b"events" else self.server.publish_batch
             try:
-                future = asyncio.ensure_future(publish(topic, body), loop=self.loop)
+                topic = _unquote(match.group(1))
+            except ValueError:  # a bad %XX, or not UTF-8
+                item.answer = 400, error_body("invalid_request", "the topic name is not valid")
+                return
+            server = self.server
+            publish = server.publish if match.group(2) == b"events" else server.publish_batch
+            try:
+                future = asyncio.ensure_future(publish(topic, b"".join(self.body)), loop=self.loop)
             except Exception as exc:  # a publish that fails before it can be awaited
                 item.answer = failure(exc)
             else:
                 item.future = future
                 future.add_done_callback(self._settled)
-        self._flush()
-
-    _route: tuple[str, bytes] = ("", b"")
-
-    def _check(self) -> tuple[int, bytes] | None:
-        """The answer for a request refused before publishing; None when it may publish."""
-        match = PATH.match(self.url)
-        if match is None:
-            return 404, error_body(404, "not_found", "this endpoint serves only publishes")
-        if self.parser.get_method() != b"POST":
-            return 405, error_body(405, "method_not_allowed", "publish with POST")
-        if not hmac.compare_digest(self.auth, self.server.expected):
-            return 401, error_body(401, "unauthorized", "missing or wrong token (see .shoal/token)")
-        if self.body_size > self.server.max_body:
-            text = f"the body is over {self.server.max_body} bytes"
-            return 413, error_body(413, "payload_too_large", text)
-        try:
-            name = _unquote(match.group(1))
-        except ValueError:  # a bad %XX, or not UTF-8
-            return 400, error_body(400, "invalid_request", "the topic name is not valid")
-        self._route = (name, match.group(2))
-        return None
 
     # ------------------------------------------------------------------ answering
 
@@ -226,7 +222,7 @@ class IngestConnection(asyncio.Protocol):
                 if future is None or not future.done():
                     return
                 if future.cancelled():
-                    item.answer = (409, error_body(409, "shutting_down", "the daemon stopped"))
+                    item.answer = (409, error_body("shutting_down", "the daemon stopped"))
                 elif (exc := future.exception()) is not None:
                     item.answer = failure(exc)
                 else:
@@ -243,7 +239,7 @@ class IngestConnection(asyncio.Protocol):
     def _refuse_now(self, status: int, text: str) -> None:
         """A request that cannot be parsed: answer after the ones before it, then close."""
         item = Pending(keep_alive=False)
-        item.answer = (status, error_body(status, "invalid_request", text))
+        item.answer = (status, error_body("invalid_request", text))
         self.queue.append(item)
         self._flush()
         if self.transport is not None and not self.closing:
