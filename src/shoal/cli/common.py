@@ -23,17 +23,21 @@ def _file_fallback(ctx: click.Context, param: click.Parameter, value: str | None
     return root if isinstance(root, str) else None
 
 
-def manifest_option(func: F) -> F:
-    """``-f/--file FILE``: the manifest; default ./shoal.yaml, then ./shoal.yml."""
+def _manifest_option(*names: str, help_extra: str = "") -> Callable[[F], F]:
+    """The manifest option under ``names``, as parameter ``file``, falling back to the root's."""
     return click.option(
-        "-f",
-        "--file",
+        *names,
         "file",
         type=click.Path(dir_okay=True, path_type=str),
         default=None,
         callback=_file_fallback,
-        help=FILE_HELP,
-    )(func)
+        help=FILE_HELP + help_extra,
+    )
+
+
+def manifest_option(func: F) -> F:
+    """``-f/--file FILE``: the manifest; default ./shoal.yaml, then ./shoal.yml."""
+    return _manifest_option("-f", "--file")(func)
 
 
 def profile_option(func: F) -> F:
@@ -60,28 +64,15 @@ def profile_option(func: F) -> F:
 
 def file_only_option(func: F) -> F:
     """``--file FILE`` without the short form (for ``shoal logs``, where ``-f`` follows)."""
-    return click.option(
-        "--file",
-        "file",
-        type=click.Path(dir_okay=True, path_type=str),
-        default=None,
-        callback=_file_fallback,
-        help=FILE_HELP + " (Here -f means --follow, as in docker logs.)",
-    )(func)
+    return _manifest_option("--file", help_extra=" (Here -f means --follow, as in docker logs.)")(
+        func
+    )
 
 
 def short_file_option(func: F) -> F:
     """``-f FILE`` (long form ``--manifest``) for commands whose ``--file`` is their input
     (``shoal invoke NAME --file event.json``, ``shoal publish``)."""
-    return click.option(
-        "-f",
-        "--manifest",
-        "file",
-        type=click.Path(dir_okay=True, path_type=str),
-        default=None,
-        callback=_file_fallback,
-        help=FILE_HELP + " (Here --file is the event.)",
-    )(func)
+    return _manifest_option("-f", "--manifest", help_extra=" (Here --file is the event.)")(func)
 
 
 def settings_of(ctx: click.Context) -> Settings:
