@@ -22,6 +22,7 @@ equal to the one that was streamed live.
 from __future__ import annotations
 
 import calendar
+import functools
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -47,18 +48,16 @@ def quantize(seconds: float) -> float:
     return round(seconds * 1_000_000) / 1_000_000
 
 
-_last_second: list[tuple[int, str]] = [(-1, "")]
-
-
 def format_time(seconds: float) -> str:
     """``2024-05-01T12:00:00.123456Z`` for a (quantized) epoch time."""
     micros = round(seconds * 1_000_000)
     whole, fraction = divmod(micros, 1_000_000)
-    cached_second, text = _last_second[0]
-    if whole != cached_second:  # strftime once per second: lines come many to a second
-        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        _last_second[0] = (whole, text)
-    return f"{text}.{fraction:06d}Z"
+    return f"{_second_text(whole)}.{fraction:06d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _second_text(whole: int) -> str:  # strftime once per second: lines come many to a second
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
 
 
 def parse_time(text: str) -> float:
