@@ -21,7 +21,16 @@ from shoal.runtimes import procfs
 from shoal.runtimes.vm import Baker, hosting
 from tests.daemon.conftest import Project, project  # noqa: F401  (the daemon tests' fixture)
 
-TOOLS = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.ext4", "busybox", "dpkg")
+TOOLS = (
+    "qemu-system-x86_64",
+    "qemu-img",
+    "mmdebstrap",
+    "mkfs.ext4",
+    "busybox",
+    "dpkg",
+    "gcc",
+    "lz4",
+)
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +51,7 @@ def baked() -> Baker:
 
     async def bake() -> None:
         await baker.kernel(say)
+        await baker.guest_init(say)
         await baker.base(say)
 
     asyncio.run(bake())

@@ -3,6 +3,7 @@ the shop's VM service code, run here as a process (the VM life cycle is test_orc
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from shoal.runtimes.vm import Baker
+from shoal.runtimes.vm import Baker, vmlinux
 from tests.daemon.conftest import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -123,3 +124,13 @@ def _answers(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def test_the_baked_kernel_boots_as_pvh_and_the_guest_init_is_static(baked: Baker) -> None:
+    """The real Debian kernel: its uncompressed vmlinux with the PVH note is what VMs boot; the
+    compiled guest init has no interpreter (nothing but the kernel runs it)."""
+    kernel, _ = asyncio.run(baked.kernel())
+    assert kernel.name == "vmlinux", "Debian's cloud kernel has CONFIG_PVH: expected vmlinux"
+    assert vmlinux.has_pvh_entry(kernel.read_bytes())
+    init = asyncio.run(baked.guest_init()).read_bytes()
+    assert init[:4] == b"\x7fELF" and b"ld-linux" not in init[:8192]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
+import struct
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from shoal.errors import RuntimeNotAvailable
 from shoal.manifest.loading import load_manifest
 from shoal.runtimes.base import InstanceSpec, Limits
-from shoal.runtimes.vm import baking, hosting, initramfs, qemu
+from shoal.runtimes.vm import baking, hosting, initramfs, qemu, vmlinux
 from shoal.runtimes.vm.running import describe, inputs_of, inputs_of_service
 from shoal.runtimes.vm.snapshots import Snapshots
 
@@ -69,7 +71,7 @@ def test_initramfs_archive_round_trips() -> None:
     init = files["init"][1].decode()
     assert init.startswith("#!/bin/busybox sh")
     assert "virtio_ring virtio virtio_mmio virtio_blk" in init
-    assert "switch_root /newroot /usr/bin/python3 -I -S /srv/shoal/init.py" in init
+    assert "switch_root /newroot /srv/shoal/init" in init
 
 
 def test_modules_are_listed_after_their_dependencies() -> None:
@@ -162,6 +164,73 @@ def test_service_config_bakes_port_but_not_per_instance_env() -> None:
     assert env["A"] == "1" and env["PORT"] == "8080" and "SHOAL_INSTANCE" not in env
     assert config["workdir"] == "/srv/app"
     json.dumps(config)
+
+
+def test_guest_init_settings_are_nul_separated_files() -> None:
+    inputs = baking.ServiceInputs(
+        name="web",
+        build=None,
+        command=("python3", "-c", "print('a b')"),
+        env={"A": "x=y", "SHOAL_INSTANCE": "3"},
+        port=8080,
+        grace=2.5,
+    )
+    files = inputs.settings()
+    assert files["argv"] == b"python3\x00-c\x00print('a b')\x00"
+    env = files["env"].split(b"\x00")
+    assert env[-1] == b"" and b"A=x=y" in env and b"PORT=8080" in env
+    assert not any(entry.startswith(b"SHOAL_INSTANCE=") for entry in env)
+    assert files["port"] == b"8080" and files["grace"] == b"2.5"
+    assert baking.ServiceInputs(name="w", build=None, command=("x",)).settings()["port"] == b"0"
+
+
+def _bzimage(payload: bytes, setup_sects: int = 3) -> bytes:
+    head = bytearray(((setup_sects or 4) + 1) * 512)
+    head[0x1F1] = setup_sects
+    head[0x202:0x206] = b"HdrS"
+    struct.pack_into("<II", head, 0x248, 16, len(payload))
+    return bytes(head) + b"\x00" * 16 + payload + b"trailing"
+
+
+def _elf_with_notes(*notes: tuple[bytes, int]) -> bytes:
+    body = b""
+    for name, kind in notes:
+        padded = name + b"\x00" * (-len(name) % 4)
+        body += struct.pack("<III", len(name), 4, kind) + padded + b"\x01\x02\x03\x04"
+    header = bytearray(64)
+    header[:5] = b"\x7fELF\x02"
+    struct.pack_into("<Q", header, 0x20, 64)  # program headers right after the ELF header
+    struct.pack_into("<HH", header, 0x36, 56, 1)
+    phdr = struct.pack("<IIQQQQQQ", 4, 0, 64 + 56, 0, 0, len(body), len(body), 4)
+    return bytes(header) + phdr + body
+
+
+def test_bzimage_payload_is_found_by_its_magic() -> None:
+    packed = b"\x02\x21\x4c\x18" + b"lz4 data" + b"SIZE"
+    assert vmlinux.payload(_bzimage(packed)) == ("lz4", packed)
+    gz = gzip.compress(b"kernel")
+    assert vmlinux.payload(_bzimage(gz, setup_sects=0)) == ("gzip", gz)  # 0 means 4
+    with pytest.raises(vmlinux.NotABzImage, match="unknown payload"):
+        vmlinux.payload(_bzimage(b"\x00\x01unknown"))
+    with pytest.raises(vmlinux.NotABzImage, match="HdrS"):
+        vmlinux.payload(b"\x00" * 1024)
+
+
+def test_pvh_entry_note_is_recognised() -> None:
+    assert vmlinux.has_pvh_entry(_elf_with_notes((b"GNU\x00", 3), (b"Xen\x00", 18)))
+    assert not vmlinux.has_pvh_entry(_elf_with_notes((b"Xen\x00", 17), (b"GNU\x00", 18)))
+    assert not vmlinux.has_pvh_entry(b"MZ not an ELF file at all")
+
+
+@pytest.mark.asyncio
+async def test_a_gzip_kernel_without_pvh_note_is_not_used(tmp_path: Path) -> None:
+    (tmp_path / "vmlinuz").write_bytes(_bzimage(gzip.compress(_elf_with_notes((b"GNU", 3)))))
+    assert not await vmlinux.extract(tmp_path / "vmlinuz", tmp_path / "vmlinux")
+    assert not (tmp_path / "vmlinux").exists()
+    elf = _elf_with_notes((b"Xen", 18))
+    (tmp_path / "vmlinuz").write_bytes(_bzimage(gzip.compress(elf)))
+    assert await vmlinux.extract(tmp_path / "vmlinuz", tmp_path / "vmlinux")
+    assert (tmp_path / "vmlinux").read_bytes() == elf
 
 
 def test_prepare_and_start_compute_the_same_inputs(tmp_path: Path) -> None:

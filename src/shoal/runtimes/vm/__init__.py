@@ -3,8 +3,9 @@
     hosting     KVM or TCG, TSC frequency, which Debian package provides each tool
     commands    the one choke point for external commands (argv, exit code, output)
     initramfs   busybox + virtio modules + /init, written as a newc archive
-    baking      kernel, base root filesystem and service disks, cached by content hash
-    guest_init  PID 1 inside the guest (copied into every image, never imported here)
+    vmlinux     the uncompressed kernel out of Debian's vmlinuz, booted as PVH
+    baking      kernel, guest init, base root filesystem and service disks, cached by content hash
+    guest_init.c  PID 1 inside the guest, in C (compiled at bake time, copied into every image)
     qemu        command lines (pure), launching, and a QMP client
     channel     the host end of the guest init's control line
     snapshots   snapshot a fresh boot; restore clones from it

@@ -6,14 +6,17 @@ second bake of unchanged inputs does nothing and CI runs on the same machine reu
 a clean cache works too (every slow step says so through ``progress``).
 
 - **kernel** (``kernel-<hash>/``): ``apt-get download linux-image-cloud-amd64`` and the image
-  package it depends on, ``dpkg -x`` (never installed); the initramfs of
+  package it depends on, ``dpkg -x`` (never installed); the uncompressed ``vmlinux`` qemu boots
+  as PVH (:mod:`shoal.runtimes.vm.vmlinux`); the initramfs of
   :mod:`shoal.runtimes.vm.initramfs` with the static busybox and the virtio modules.
+- **guest init** (``init-<hash>/init``): :file:`guest_init.c` compiled with ``gcc -static``.
 - **base** (``base-<hash>.ext4``): ``mmdebstrap --variant=minbase --include=python3`` (no docs,
   man pages or locales) into a folder, then ``mkfs.ext4 -d`` (no loop mount, no root needed for
   that step; mmdebstrap itself needs root to keep file owners). Shared read-only by every VM.
 - **service** (``service-<hash>.ext4``): the service's ``build:`` folder at ``/srv/app``, the
-  guest init at ``/srv/shoal/init.py`` and ``/srv/shoal/service.json`` (command, env, ``PORT``),
-  made with ``mkfs.ext4 -d`` in well under a second: a code change rebakes only this disk.
+  guest init at ``/srv/shoal/init`` and its settings beside it (``argv`` and ``env``,
+  NUL-separated; ``port``, ``grace``), made with ``mkfs.ext4 -d`` in well under a second: a code
+  change rebakes only this disk.
 
 Instances never write to these files: each VM gets copy-on-write overlays
 (:mod:`shoal.runtimes.vm.qemu`). Files are written under a temporary name and renamed into place,
@@ -34,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shoal.errors import RuntimeNotAvailable
-from shoal.runtimes.vm import commands, hosting, initramfs
+from shoal.runtimes.vm import commands, hosting, initramfs, vmlinux
 
 Progress = Callable[[str], None]
 
@@ -53,7 +56,9 @@ BASE_FREE = 256 << 20
 SERVICE_FREE = 64 << 20
 SKIPPED = frozenset({"__pycache__", ".git", ".shoal", ".venv", "node_modules"})
 """Folder names never copied from a ``build:`` folder into an image."""
-GUEST_INIT = Path(__file__).with_name("guest_init.py")
+GUEST_INIT = Path(__file__).with_name("guest_init.c")
+"""PID 1 inside every VM, compiled at bake time (C: see the file's header for why)."""
+CC_FLAGS = ("-static", "-Os", "-s", "-Wall", "-Wextra", "-Werror")
 PER_INSTANCE_ENV = frozenset({"SHOAL_INSTANCE", "SHOAL_STATE"})
 """Variables that differ per instance: not baked (a restored clone shares its snapshot's)."""
 
@@ -82,19 +87,33 @@ class ServiceInputs:
     port: int | None = None
     grace: float = 10.0
 
-    def config(self) -> dict[str, object]:
+    def guest_env(self) -> dict[str, str]:
         env = {k: v for k, v in self.env.items() if k not in PER_INSTANCE_ENV}
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin")
         env.setdefault("HOME", "/root")
         env.setdefault("LANG", "C.UTF-8")
         if self.port is not None:
             env["PORT"] = str(self.port)
+        return env
+
+    def config(self) -> dict[str, object]:
         return {
             "command": list(self.command),
-            "env": env,
+            "env": self.guest_env(),
             "workdir": "/srv/app",
             "port": self.port,
             "grace": self.grace,
+        }
+
+    def settings(self) -> dict[str, bytes]:
+        """The guest init's settings as files (C reads them without a parser): ``argv`` and
+        ``env`` NUL-separated (every entry NUL-terminated), ``port`` and ``grace`` one number
+        each; the workdir is always ``/srv/app``."""
+        return {
+            "argv": b"".join(part.encode() + b"\x00" for part in self.command),
+            "env": b"".join(f"{k}={v}".encode() + b"\x00" for k, v in self.guest_env().items()),
+            "port": str(self.port or 0).encode(),
+            "grace": str(self.grace).encode(),
         }
 
 
@@ -189,14 +208,17 @@ class Baker:
 
     def service_key(self, inputs: ServiceInputs) -> str:
         content = folder_hash(inputs.build) if inputs.build is not None else None
-        return digest(inputs.config(), content, GUEST_INIT.read_bytes().hex())
+        return digest(inputs.config(), content, self.init_key())
+
+    def init_key(self) -> str:
+        return digest(hashlib.sha256(GUEST_INIT.read_bytes()).hexdigest(), CC_FLAGS)
 
     def is_fresh(self, inputs: ServiceInputs) -> bool:
         """True when nothing needs baking for ``inputs`` (every part is in the cache)."""
         kernel = self.cache / f"kernel-{self.kernel_key()}"
         return (
-            (kernel / "vmlinuz").exists()
-            and (kernel / "initramfs.cpio").exists()
+            (kernel / "initramfs.cpio").exists()
+            and (self.cache / f"init-{self.init_key()}" / "init").exists()
             and (self.cache / f"base-{self.base_key()}.ext4").exists()
             and (self.cache / f"service-{self.service_key(inputs)}.ext4").exists()
         )
@@ -206,8 +228,9 @@ class Baker:
     async def bake(self, inputs: ServiceInputs, progress: Progress = _quiet) -> Image:
         """The image for ``inputs``, baking whatever part is missing from the cache."""
         kernel, initrd = await self.kernel(progress)
+        init = await self.guest_init(progress)
         root = await self.base(progress)
-        service = await self.service(inputs, progress)
+        service = await self.service(inputs, init, progress)
         key = digest(kernel.parent.name, root.name, service.name)
         return Image(key=key, kernel=kernel, initramfs=initrd, root=root, service=service)
 
@@ -216,7 +239,7 @@ class Baker:
         folder = self.cache / f"kernel-{key}"
         async with self._lock(folder.name):
             if (folder / "initramfs.cpio").exists():
-                return folder / "vmlinuz", folder / "initramfs.cpio"
+                return _bootable(folder), folder / "initramfs.cpio"
             for tool in ("apt-get", "dpkg"):
                 hosting.require(tool)
             started = time.monotonic()
@@ -246,11 +269,30 @@ class Baker:
                 out = work / "out"
                 out.mkdir()
                 shutil.copyfile(vmlinuz, out / "vmlinuz")
+                progress("vm: uncompressing the kernel (booted as PVH: no decompression per boot)")
+                if not await vmlinux.extract(out / "vmlinuz", out / "vmlinux"):
+                    progress("vm: this kernel has no PVH entry; VMs boot the compressed vmlinuz")
                 (out / "initramfs.cpio").write_bytes(archive)
                 (out / "version").write_text(modules.name + "\n")
                 os.replace(out, folder)
             progress(f"vm: kernel {modules.name} ready ({time.monotonic() - started:.1f}s)")
-            return folder / "vmlinuz", folder / "initramfs.cpio"
+            return _bootable(folder), folder / "initramfs.cpio"
+
+    async def guest_init(self, progress: Progress = _quiet) -> Path:
+        """The compiled guest init (once per source; a second of gcc)."""
+        folder = self.cache / f"init-{self.init_key()}"
+        async with self._lock(folder.name):
+            if (folder / "init").exists():
+                return folder / "init"
+            gcc = hosting.require("gcc")
+            progress("vm: compiling the guest init (gcc -static)")
+            self._make_cache()
+            with tempfile.TemporaryDirectory(dir=self.cache, prefix=".init-") as temp:
+                out = Path(temp) / "out"
+                out.mkdir()
+                await commands.run([gcc, *CC_FLAGS, "-o", str(out / "init"), str(GUEST_INIT)])
+                os.replace(out, folder)
+            return folder / "init"
 
     async def base(self, progress: Progress = _quiet) -> Path:
         target = self.cache / f"base-{self.base_key()}.ext4"
@@ -283,7 +325,7 @@ class Baker:
             progress(f"vm: base root filesystem ready ({time.monotonic() - started:.1f}s)")
             return target
 
-    async def service(self, inputs: ServiceInputs, progress: Progress = _quiet) -> Path:
+    async def service(self, inputs: ServiceInputs, init: Path, progress: Progress = _quiet) -> Path:
         target = self.cache / f"service-{self.service_key(inputs)}.ext4"
         async with self._lock(target.name):
             if target.exists():
@@ -304,14 +346,24 @@ class Baker:
                 else:
                     app.mkdir(parents=True)
                 (tree / "shoal").mkdir()
-                shutil.copyfile(GUEST_INIT, tree / "shoal" / "init.py")
-                (tree / "shoal" / "service.json").write_text(json.dumps(inputs.config()))
+                shutil.copy(init, tree / "shoal" / "init")
+                write_settings(tree / "shoal", inputs)
                 size = ext4_size(tree_size(tree), SERVICE_FREE)
                 partial = Path(temp) / "service.ext4"
                 await commands.run(_mkfs(tree, partial, size, "shoal-srv"))
                 os.replace(partial, target)
             progress(f"vm: baked {inputs.name} ({target.name}, {time.monotonic() - started:.1f}s)")
             return target
+
+
+def _bootable(folder: Path) -> Path:
+    """The kernel file qemu boots: the PVH ``vmlinux`` when there is one."""
+    return folder / "vmlinux" if (folder / "vmlinux").exists() else folder / "vmlinuz"
+
+
+def write_settings(folder: Path, inputs: ServiceInputs) -> None:
+    for name, data in inputs.settings().items():
+        (folder / name).write_bytes(data)
 
 
 def static_busybox() -> bytes:

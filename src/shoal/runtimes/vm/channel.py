@@ -6,7 +6,7 @@ reader task. The guest says ``ready`` (its service port accepts connections), ``
 a restore: clock and entropy done), ``warmed`` (the snapshot maker's one request answered),
 ``exit <code>`` or ``signal <n>`` (how the command ended); the host says ``warm <path>``,
 ``sync <unix-ns> <hex>``, ``stop <grace>`` and ``kill <signum>``. The protocol's other end is
-:mod:`shoal.runtimes.vm.guest_init`.
+``guest_init.c`` (in this folder).
 """
 
 from __future__ import annotations

@@ -29,6 +29,9 @@ PACKAGES: dict[str, str] = {
     "busybox": "busybox-static",
     "apt-get": "apt",
     "dpkg": "dpkg",
+    "gcc": "gcc libc6-dev",
+    "lz4": "lz4",
+    "zstd": "zstd",
 }
 """Each external tool the VM runtime uses -> the Debian package that provides it."""
 

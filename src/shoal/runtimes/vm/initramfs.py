@@ -5,7 +5,7 @@ Debian's cloud kernel builds virtio as modules and has no 9p, so ``/init`` loads
 -blk, -net and -rng, configures the network slirp hands out (10.0.2.15/24 via 10.0.2.2) so the
 guest never waits for DHCP, mounts the base root filesystem (``/dev/vda``) and the service disk
 (``/dev/vdb`` at ``/srv``), and ``switch_root``s into the guest init
-(:mod:`shoal.runtimes.vm.guest_init`).
+(``guest_init.c``, compiled at bake time).
 
 The archive is written here in the kernel's ``newc`` cpio format (no ``cpio`` binary needed):
 pure code, no I/O but reading the files it is given.
@@ -30,7 +30,7 @@ MODULES: tuple[str, ...] = (
 )
 """The modules ``/init`` loads, in dependency order, relative to ``/lib/modules/<version>``."""
 
-GUEST_INIT = "/srv/shoal/init.py"
+GUEST_INIT = "/srv/shoal/init"
 
 INIT = """#!/bin/busybox sh
 # shoal's initramfs: load virtio, set up the network, mount the disks, switch_root.
@@ -52,7 +52,7 @@ $bb mount -t ext4 -o noatime /dev/vdb /newroot/srv || fail "cannot mount the ser
 $bb mount --move /dev /newroot/dev
 $bb mount --move /proc /newroot/proc
 $bb mount --move /sys /newroot/sys
-exec $bb switch_root /newroot /usr/bin/python3 -I -S {guest_init}
+exec $bb switch_root /newroot {guest_init}
 """
 
 
