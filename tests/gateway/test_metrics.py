@@ -51,16 +51,32 @@ def test_render_is_prometheus_text() -> None:
 def test_access_lines() -> None:
     text = format_entries(
         [
-            (b"GET", b"/api/items?x=1", 200, 1024, 0.00081, b"api#0"),
-            (b"POST", b"", 503, 60, 1.5, b"-"),
+            (b"GET", b"/api/items?x=1", 200, 1024, 0.81, b"api#0"),
+            (b"POST", b"", 503, 60, 1500.0, b"-"),
         ]
     )
     assert text.split("\n") == [
         "GET /api/items?x=1 200 1024B 0.81ms api#0",
         "POST - 503 60B 1500.00ms -",
     ]
-    forged = format_entries([(b"GET", b"/x\nGET /admin 200", 404, 0, 0.001, b"-")])
+    usual = format_entries([(b"GET", b"/a", 200, 2, 1.234, b"api#0")] * 3)
+    assert usual == "\n".join(["GET /a 200 2B 1.23ms api#0"] * 3)
+    forged = format_entries([(b"GET", b"/x\nGET /admin 200", 404, 0, 1.0, b"-")])
     assert "\n" not in forged
+    assert forged.startswith("GET /x\\nGET /admin 200 404 0B 1.00ms -")
+
+
+@pytest.mark.parametrize(
+    "target",
+    [b"/x\rY", b"/\x00", b"/\x7f", b"/\xa0", b"/a b", b"/" + b"a" * 600, b""],
+)
+def test_access_lines_in_a_batch_stay_one_line_each(target: bytes) -> None:
+    usual = (b"GET", b"/ok", 200, 2, 1.0, b"api#0")
+    lines = format_entries([usual, (b"GET", target, 400, 0, 1.0, b"-"), usual]).split("\n")
+    assert len(lines) == 3
+    assert lines[0] == lines[2] == "GET /ok 200 2B 1.00ms api#0"
+    assert lines[1].isprintable() and len(lines[1]) < 600
+    assert lines[1].startswith("GET /" if target else "GET - 400")
 
 
 class FakeLoop:

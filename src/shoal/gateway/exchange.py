@@ -422,7 +422,9 @@ class Exchange:
         if access is not None:
             entries = access.entries
             upstream = served.name if served is not None else b"-"
-            entries.append((self.method, self.target, status, self.bytes_out, seconds, upstream))
+            entries.append(
+                (self.method, self.target, status, self.bytes_out, seconds * 1e3, upstream)
+            )
             if len(entries) == 1:
                 access.added()
         if (  # the usual end: nothing queued behind, the connection stays for the next request
