@@ -12,7 +12,10 @@ connections, interleaved round by round (who goes first rotates):
   metrics, and an access-log sink (a bounded deque: the cheapest real consumer).
 
 Figures: requests/s of shoal against nginx's (DESIGN.md §6: >= 0.85x), p99 latency against
-nginx's (<= 1.5x), and the p50/p99 latency each proxy adds over hitting the backend directly.
+nginx's (<= 1.5x), the p50/p99 latency each proxy adds over hitting the backend directly, and the
+CPU time (user + system, from ``/proc``) each proxy process spends per request. On a shared 2-core
+machine that last one is the steadiest: wrk, the backend and the proxy compete for the same two
+cores, so requests/s moves with whatever else runs, while CPU per request mostly does not.
 One process each: the gateway is one process, so nginx gets one worker. ``--quick``: one round of
 3 s per point; full: three rounds of 10 s. Needs ``wrk`` and ``nginx`` (Debian packages).
 """
@@ -156,6 +159,30 @@ class Sample:
     rps: float
     p50_ms: float
     p99_ms: float
+    requests: int = 0
+    cpu_us: float = 0.0  # CPU time of the proxy's processes per request, microseconds
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes ``pids`` used so far (0 for one that is gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / tick
+
+
+def family(pid: int) -> list[int]:
+    """``pid`` and its children (nginx: the master and its worker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        return [pid, *(int(c) for c in children.read_text().split())]
+    except OSError:
+        return [pid]
 
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
@@ -164,6 +191,7 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 def parse_wrk(out: str) -> Sample:
     """Requests/s and the p50/p99 latency (ms) of ``wrk --latency`` output."""
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.MULTILINE))
     if rps is None or "50" not in lat or "99" not in lat:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
@@ -175,20 +203,27 @@ def parse_wrk(out: str) -> Sample:
         value, unit = re.fullmatch(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
         return float(value) * _UNITS[unit]
 
-    return Sample(float(rps.group(1)), ms(lat["50"]), ms(lat["99"]))
+    requests = int(count.group(1)) if count is not None else 0
+    return Sample(float(rps.group(1)), ms(lat["50"]), ms(lat["99"]), requests)
 
 
-def wrk(url: str, connections: int, seconds: int) -> Sample:
+def wrk(url: str, connections: int, seconds: int, pids: list[int] | None = None) -> Sample:
+    """One wrk run; with ``pids``, also the CPU time those processes spent per request."""
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    before = cpu_seconds(pids or [])
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=seconds + 30)
+    used = cpu_seconds(pids or []) - before
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr}")
-    return parse_wrk(done.stdout)
+    sample = parse_wrk(done.stdout)
+    if sample.requests:
+        sample.cpu_us = used / sample.requests * 1e6
+    return sample
 
 
 @contextlib.contextmanager
-def processes(folder: Path, root: Path) -> Iterator[dict[str, str]]:
-    """Start the backend, the nginx proxy and the gateway; yield the URL of each target."""
+def processes(folder: Path, root: Path) -> Iterator[dict[str, tuple[str, list[int]]]]:
+    """Start the backend, the nginx proxy and the gateway; yield each target's URL and pids."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists() or shutil.which("wrk") is None:
         raise RuntimeError("bench/gateway.py needs wrk and nginx: apt-get install wrk nginx-light")
@@ -230,9 +265,9 @@ def processes(folder: Path, root: Path) -> Iterator[dict[str, str]]:
             raise RuntimeError(f"the gateway did not start: {line!r}")
         port = int(line.split()[1])
         yield {
-            "direct": f"http://127.0.0.1:{ports['backend']}/file.txt",
-            "nginx": f"http://127.0.0.1:{ports['proxy']}/api/file.txt",
-            "shoal": f"http://127.0.0.1:{port}/api/file.txt",
+            "direct": (f"http://127.0.0.1:{ports['backend']}/file.txt", family(started[0].pid)),
+            "nginx": (f"http://127.0.0.1:{ports['proxy']}/api/file.txt", family(started[1].pid)),
+            "shoal": (f"http://127.0.0.1:{port}/api/file.txt", [gateway.pid]),
         }
     finally:
         for proc in reversed(started):
@@ -254,18 +289,20 @@ def measure(run: Run) -> Iterator[Figure]:
         tempfile.TemporaryDirectory(prefix="shoal-bench-gateway-") as tmp,
         processes(Path(tmp), run.root) as urls,
     ):
-        for url in urls.values():  # warm up: pools filled, code paths hot
+        for url, _ in urls.values():  # warm up: pools filled, code paths hot
             wrk(url, 64, 1)
         for r in range(rounds):
             for c in CONCURRENCY:
                 order = list(urls)
                 order = order[r % 3 :] + order[: r % 3]
                 for name in order:
-                    sample = wrk(urls[name], c, seconds)
+                    url, pids = urls[name]
+                    sample = wrk(url, c, seconds, pids)
                     taken.setdefault((name, c), []).append(sample)
                     print(
                         f"gateway: c{c} {name}: {sample.rps:.0f} req/s, "
-                        f"p50 {sample.p50_ms:.2f} ms, p99 {sample.p99_ms:.2f} ms",
+                        f"p50 {sample.p50_ms:.2f} ms, p99 {sample.p99_ms:.2f} ms, "
+                        f"CPU {sample.cpu_us:.1f} us/request",
                         file=sys.stderr,
                     )
     for c in CONCURRENCY:
@@ -297,6 +334,18 @@ def figures(taken: dict[tuple[str, int], list[Sample]], c: int, seconds: int) ->
         samples=len(shoal),
         cv=round(cv([s.p99_ms for s in shoal]), 4),
         note="wrk's p99 of the whole request",
+    )
+    yield Figure(
+        name=f"CPU time per request in the proxy process, {c} connections",
+        value=round(med("shoal", "cpu_us"), 1),
+        unit="us",
+        baseline=Baseline("nginx reverse proxy (1 worker)", round(med("nginx", "cpu_us"), 1)),
+        samples=len(shoal),
+        cv=round(cv([s.cpu_us for s in shoal]), 4),
+        note=(
+            "user + system time from /proc over the wrk run, per request: steadier than req/s "
+            f"on a shared machine; the backend: {med('direct', 'cpu_us'):.1f} us/request"
+        ),
     )
     for stat in ("p50", "p99"):
         field = f"{stat}_ms"
