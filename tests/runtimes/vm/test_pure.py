@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from shoal.runtimes.base import InstanceSpec, Limits
 from shoal.runtimes.vm import baking, hosting, initramfs, qemu, vmlinux
 from shoal.runtimes.vm.running import describe, inputs_of, inputs_of_service
 from shoal.runtimes.vm.snapshots import Snapshots
+from shoal.runtimes.vm.snapshots import disk_identity as snapshot_disk_identity
 
 TCG = hosting.Host(accel="tcg", tsc_khz=2_445_406, why="test")
 
@@ -288,15 +290,58 @@ def test_the_cache_is_private(tmp_path: Path) -> None:
     assert cache.stat().st_mode & 0o777 == 0o700
 
 
+def _ext4_like(path: Path, uuid: bytes) -> Path:
+    path.write_bytes(b"\x00" * (1024 + 0x68) + uuid + b"\x00" * 64)
+    return path
+
+
 def test_a_new_snapshot_prunes_its_services_older_ones(tmp_path: Path) -> None:
     snapshots = Snapshots(tmp_path)
+    disk = _ext4_like(tmp_path / "service.ext4", b"u" * 16)
+    disks = {str(disk): snapshot_disk_identity(disk)}
     for key, owner in (("old", "shop/web"), ("new", "shop/web"), ("other", "shop/api")):
         folder = snapshots.folder / key
         folder.mkdir(parents=True)
         (folder / "ram").write_bytes(b"x")
-        (folder / "complete").write_text(json.dumps({"key": key, "owner": owner}))
+        meta = {"key": key, "owner": owner, "disks": disks}
+        (folder / "complete").write_text(json.dumps(meta))
     (snapshots.folder / ".make-half").mkdir()
     assert snapshots.prune("shop/web", keep="new") == ["old"]
     assert sorted(p.name for p in snapshots.folder.iterdir()) == [".make-half", "new", "other"]
     assert snapshots.find("new", memory_mib=256, cpus=1) is not None
     assert snapshots.find("old", memory_mib=256, cpus=1) is None
+
+
+def test_a_service_keeps_only_its_most_recently_used_disks(tmp_path: Path) -> None:
+    baker = baking.Baker(tmp_path)
+    web = baking.ServiceInputs(name="web", build=None, command=("x",), env={"SHOAL_APP": "a"})
+    other = baking.ServiceInputs(name="web", build=None, command=("x",), env={"SHOAL_APP": "b"})
+    assert web.owner != other.owner
+    disks = [tmp_path / f"service-{web.owner}-{n}.ext4" for n in range(5)]
+    for age, disk in enumerate(disks):
+        disk.write_bytes(b"")
+        os.utime(disk, ns=(age * 10**9, age * 10**9))
+    os.utime(disks[0], ns=(10**10, 10**10))  # the oldest bake, reused last
+    foreign = tmp_path / f"service-{other.owner}-0.ext4"
+    foreign.write_bytes(b"")
+    removed = baker.prune_services(web.owner)
+    assert sorted(removed) == sorted([disks[1], disks[2]])
+    assert all(disk.exists() for disk in (disks[0], disks[3], disks[4], foreign))
+
+
+def test_a_snapshot_is_not_restored_onto_a_disk_baked_again(tmp_path: Path) -> None:
+    """A pruned service disk baked again has the same name but a new filesystem (new UUID): the
+    snapshot's overlays and guest page cache belong to the old one, so it is not used."""
+    snapshots = Snapshots(tmp_path)
+    disk = _ext4_like(tmp_path / "service.ext4", b"a" * 16)
+    folder = snapshots.folder / "k"
+    folder.mkdir(parents=True)
+    meta = {"key": "k", "owner": "o", "disks": {str(disk): snapshot_disk_identity(disk)}}
+    (folder / "complete").write_text(json.dumps(meta))
+    assert snapshots.find("k", memory_mib=256, cpus=1) is not None
+    _ext4_like(disk, b"b" * 16)
+    assert snapshots.find("k", memory_mib=256, cpus=1) is None
+    disk.unlink()
+    assert snapshots.find("k", memory_mib=256, cpus=1) is None
+    (folder / "complete").write_text(json.dumps({"key": "k", "owner": "o"}))  # made before
+    assert snapshots.find("k", memory_mib=256, cpus=1) is None  # disks were recorded

@@ -13,10 +13,11 @@ a clean cache works too (every slow step says so through ``progress``).
 - **base** (``base-<hash>.ext4``): ``mmdebstrap --variant=minbase --include=python3`` (no docs,
   man pages or locales) into a folder, then ``mkfs.ext4 -d`` (no loop mount, no root needed for
   that step; mmdebstrap itself needs root to keep file owners). Shared read-only by every VM.
-- **service** (``service-<hash>.ext4``): the service's ``build:`` folder at ``/srv/app``, the
-  guest init at ``/srv/shoal/init`` and its settings beside it (``argv`` and ``env``,
-  NUL-separated; ``port``, ``grace``), made with ``mkfs.ext4 -d`` in well under a second: a code
-  change rebakes only this disk.
+- **service** (``service-<owner>-<hash>.ext4``, the owner being a hash of app and service
+  name; each service keeps its :data:`KEEP_SERVICE_DISKS` most recently used): the service's
+  ``build:`` folder at ``/srv/app``, the guest init at ``/srv/shoal/init`` and its settings
+  beside it (``argv`` and ``env``, NUL-separated; ``port``, ``grace``), made with
+  ``mkfs.ext4 -d`` in well under a second: a code change rebakes only this disk.
 
 Instances never write to these files: each VM gets copy-on-write overlays
 (:mod:`shoal.runtimes.vm.qemu`). Files are written under a temporary name and renamed into place,
@@ -54,6 +55,10 @@ BASE_EXCLUDE = (
 BASE_FREE = 256 << 20
 """Free space left in the base root filesystem (sparse: it costs nothing until written)."""
 SERVICE_FREE = 64 << 20
+KEEP_SERVICE_DISKS = 3
+"""Disks kept per service: the current one and a couple to roll back to; older ones are removed
+when a new one is baked (a running VM keeps its open file; a snapshot of a removed disk is
+simply not restored: its service boots cold and snapshots anew)."""
 SKIPPED = frozenset({"__pycache__", ".git", ".shoal", ".venv", "node_modules"})
 """Folder names never copied from a ``build:`` folder into an image."""
 GUEST_INIT = Path(__file__).with_name("guest_init.c")
@@ -86,6 +91,11 @@ class ServiceInputs:
     env: Mapping[str, str] = field(default_factory=dict)
     port: int | None = None
     grace: float = 10.0
+
+    @property
+    def owner(self) -> str:
+        """Whose disks these are (an app's service): older ones of the same owner get pruned."""
+        return digest(self.env.get("SHOAL_APP", ""), self.name)
 
     def guest_env(self) -> dict[str, str]:
         env = {k: v for k, v in self.env.items() if k not in PER_INSTANCE_ENV}
@@ -220,7 +230,7 @@ class Baker:
             (kernel / "initramfs.cpio").exists()
             and (self.cache / f"init-{self.init_key()}" / "init").exists()
             and (self.cache / f"base-{self.base_key()}.ext4").exists()
-            and (self.cache / f"service-{self.service_key(inputs)}.ext4").exists()
+            and self.service_disk(inputs).exists()
         )
 
     # ---------------------------------------------------------------- baking
@@ -325,10 +335,25 @@ class Baker:
             progress(f"vm: base root filesystem ready ({time.monotonic() - started:.1f}s)")
             return target
 
+    def service_disk(self, inputs: ServiceInputs) -> Path:
+        return self.cache / f"service-{inputs.owner}-{self.service_key(inputs)}.ext4"
+
+    def prune_services(self, owner: str, keep: int = KEEP_SERVICE_DISKS) -> list[Path]:
+        """Remove ``owner``'s disks beyond the ``keep`` most recently used (baked or reused)."""
+        disks = sorted(
+            self.cache.glob(f"service-{owner}-*.ext4"),
+            key=lambda path: path.stat().st_mtime_ns,
+            reverse=True,
+        )
+        for old in disks[keep:]:
+            old.unlink(missing_ok=True)
+        return disks[keep:]
+
     async def service(self, inputs: ServiceInputs, init: Path, progress: Progress = _quiet) -> Path:
-        target = self.cache / f"service-{self.service_key(inputs)}.ext4"
+        target = self.service_disk(inputs)
         async with self._lock(target.name):
             if target.exists():
+                os.utime(target)  # recently used: kept by prune_services
                 return target
             hosting.require("mkfs.ext4")
             started = time.monotonic()
@@ -352,6 +377,8 @@ class Baker:
                 partial = Path(temp) / "service.ext4"
                 await commands.run(_mkfs(tree, partial, size, "shoal-srv"))
                 os.replace(partial, target)
+            for old in self.prune_services(inputs.owner):
+                progress(f"vm: removed {inputs.name}'s older disk {old.name}")
             progress(f"vm: baked {inputs.name} ({target.name}, {time.monotonic() - started:.1f}s)")
             return target
 

@@ -71,6 +71,17 @@ def snapshot_key(image: Image, *, memory_mib: int, cpus: int, port: int | None, 
     return digest(image.key, memory_mib, cpus, port, host.accel, qemu.kernel_args(host))
 
 
+def disk_identity(path: Path) -> str | None:
+    """An ext4 image's filesystem UUID (``mkfs`` makes a new one each time): which bytes a
+    snapshot's overlays and guest page cache belong to."""
+    try:
+        with path.open("rb") as image:
+            image.seek(1024 + 0x68)  # the superblock's s_uuid
+            return image.read(16).hex()
+    except OSError:
+        return None
+
+
 class Snapshots:
     """The snapshots of every image, under ``<cache>/snapshots/<key>``."""
 
@@ -78,8 +89,17 @@ class Snapshots:
         self.folder = cache / "snapshots"
 
     def find(self, key: str, *, memory_mib: int, cpus: int) -> Snapshot | None:
+        """The snapshot for ``key``, if it is complete and its disks are still the very files it
+        was made on (a pruned service disk baked again has the same name, not the same bytes)."""
         folder = self.folder / key
-        if not (folder / "complete").exists():
+        try:
+            meta = json.loads((folder / "complete").read_text())
+        except (OSError, ValueError):
+            return None
+        disks = meta.get("disks")
+        if not isinstance(disks, dict) or not disks:
+            return None
+        if any(disk_identity(Path(path)) != identity for path, identity in disks.items()):
             return None
         return Snapshot(folder=folder, memory_mib=memory_mib, cpus=cpus)
 
@@ -151,7 +171,8 @@ class Snapshots:
                 await _snapshot(machine, process, label, state, ready_timeout)
             finally:
                 os.close(state)
-            meta = {"label": label, "key": key, "owner": owner}
+            disks = {str(disk): disk_identity(disk) for disk in (image.root, image.service)}
+            meta = {"label": label, "key": key, "owner": owner, "disks": disks}
             (work / "complete").write_text(json.dumps(meta) + "\n")
             target = self.folder / key
             try:
