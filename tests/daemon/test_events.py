@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ def handler(event, context):
                 raise ValueError("boom")
             if event.get("forward"):
                 publish("orders", {"n": event["forward"], "from": "sdk"})
+            if event.get("token"):
+                out.write(json.dumps({"env": {k: v for k, v in os.environ.items()
+                                              if k.startswith("SHOAL_")}}) + "\\n")
             return {"ok": True}
         failures = []
         for r in event["Records"]:
@@ -137,6 +141,28 @@ def test_async_invoke_retries_twice_then_dead_letters_and_sdk_publishes(bus: Pro
     # the SDK inside a function publishes through the events endpoint (SHOAL_EVENTS_URL)
     bus.shoal("invoke", "sink", "--async", "--data", '{"forward": 7}', check=True)
     wait_until(lambda: [s for s in seen(bus) if s.get("body", {}).get("from") == "sdk"], 15)
+
+
+def test_a_functions_token_publishes_but_cannot_drive_the_control_api(bus: Project) -> None:
+    bus.shoal("invoke", "sink", "--data", '{"token": true}', check=True)
+    env = wait_until(lambda: [s["env"] for s in seen(bus) if "env" in s], 10)[0]
+    url, admin = bus.api()
+    assert env["SHOAL_TOKEN"] != admin and "SHOAL_API_URL" not in env
+    token = {"Authorization": f"Bearer {env['SHOAL_TOKEN']}"}
+    refused = urllib.request.Request(f"{url}/v1/instances", headers=token)
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(refused, timeout=10)
+    assert caught.value.code == 401
+    caught.value.close()
+    publish = urllib.request.Request(
+        f"{env['SHOAL_EVENTS_URL']}/v1/topics/orders/events",
+        data=json.dumps({"n": 11, "from": "token"}).encode(),
+        method="POST",
+        headers=token,
+    )
+    with urllib.request.urlopen(publish, timeout=10) as answer:
+        assert answer.status == 202
+    wait_until(lambda: [s for s in seen(bus) if s.get("body", {}).get("from") == "token"], 15)
 
 
 def test_sdk_outside_shoal_says_what_is_missing(tmp_path: Path, monkeypatch: Any) -> None:

@@ -12,7 +12,9 @@ request, no framework layers), the way AWS keeps SQS's endpoint apart from its c
 
 Same paths, same token (``Authorization: Bearer``), same answers and error bodies as the control
 API's routes of the same name; its URL is in ``.shoal/events-url`` and, for functions, in
-``SHOAL_EVENTS_URL``. A 202 is written only once the event is durable (the bus's group commit).
+``SHOAL_EVENTS_URL``. Functions get their own token (``SHOAL_TOKEN``), made per daemon run and
+accepted here only: a function can publish, never drive the control API. A 202 is written only
+once the event is durable (the bus's group commit).
 
 Per connection, requests are answered in order (HTTP/1.1 pipelining included): each parsed
 request joins a queue, its publish starts at once, and responses are written as the head of the
@@ -183,7 +185,7 @@ class IngestConnection(asyncio.Protocol):
             item.answer = 404, error_body("not_found", "this endpoint serves only publishes")
         elif self.parser.get_method() != b"POST":
             item.answer = 405, error_body("method_not_allowed", "publish with POST")
-        elif not hmac.compare_digest(self.auth, self.server.expected):
+        elif not any(hmac.compare_digest(self.auth, token) for token in self.server.expected):
             item.answer = (
                 401,
                 error_body("unauthorized", "missing or wrong token (see .shoal/token)"),
@@ -268,13 +270,13 @@ class IngestServer:
         self,
         publish: Publish,
         publish_batch: Publish,
-        token: str,
-        *,
+        *tokens: str,
         max_body: int = MAX_BODY,
     ) -> None:
+        """``tokens``: each is accepted (the daemon's, and the publish-only one functions get)."""
         self.publish = publish
         self.publish_batch = publish_batch
-        self.expected = f"Bearer {token}".encode()
+        self.expected = tuple(f"Bearer {token}".encode() for token in tokens)
         self.max_body = max_body
         self.loop = asyncio.get_running_loop()
         self.connections: set[IngestConnection] = set()

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import signal
 import time
 from collections.abc import Callable
@@ -168,7 +169,8 @@ async def run(
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         url = f"http://127.0.0.1:{port}"
-        ingest = IngestServer(plane.publish, plane.publish_batch, token)  # (4b) publishes only
+        publish_token = secrets.token_urlsafe(32)  # for functions: the events endpoint only
+        ingest = IngestServer(plane.publish, plane.publish_batch, token, publish_token)  # (4b)
         events_url = f"http://127.0.0.1:{await ingest.start()}"
         endpoint.publish(state, url, events_url)
         if handle_signals:
@@ -182,8 +184,8 @@ async def run(
                 "set gateway.port in the manifest (another shoal or server may hold it)"
             ) from exc
         logs.append("shoal", f"gateway on http://{gw.host}:{gateway.port}")
-        functions.extra_env.update(  # for shoal.events.publish
-            SHOAL_API_URL=url, SHOAL_EVENTS_URL=events_url, SHOAL_TOKEN=token
+        functions.extra_env.update(  # for shoal.events.publish; not the control API's token
+            SHOAL_EVENTS_URL=events_url, SHOAL_TOKEN=publish_token
         )
         await functions.start()  # (6) templates import their handlers now: errors show at once
         await runtimes.prepare(project, lambda text: logs.append("shoal", text))  # (7) images
