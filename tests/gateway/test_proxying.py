@@ -148,6 +148,35 @@ async def test_the_usual_response_passes_unchanged(make_rig: RigFactory) -> None
     assert raw == again == expected
 
 
+HEADS = [
+    {"X-App": "1"},
+    {"X-App": "1"},  # the same head again: known usual
+    {"X-App": "1", "Keep-Alive": "timeout=5"},  # the same head, then a hop-by-hop line
+    {"X-App": "2", "Connection": "close, X-App"},
+    {"X-App": "1"},
+]
+
+
+async def heads_in_turn(request: Request, writer: asyncio.StreamWriter) -> None:
+    await request.body()
+    index = int(request.target.rsplit("/", 1)[1])
+    writer.write(response_bytes(200, b"ok", HEADS[index]))
+
+
+async def test_a_head_like_the_last_usual_one_is_checked_from_where_it_differs(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig(API, replicas={"api": [heads_in_turn]})
+    for index, sent in enumerate(HEADS):
+        r = await get(rig.port, f"/api/{index}")
+        assert r.status == 200 and r.body == b"ok"
+        assert not r.has("keep-alive"), index
+        if "Connection" in sent:
+            assert not r.has("x-app")  # named by Connection: hop-by-hop
+        else:
+            assert r.header("x-app") == sent["X-App"]
+
+
 async def test_keep_alive_reuses_connections_on_both_sides(make_rig: RigFactory) -> None:
     rig = await make_rig(API, replicas={"api": [echo]})
     client = await Client.open(rig.port)

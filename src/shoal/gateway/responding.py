@@ -42,6 +42,13 @@ def head(ex: Exchange, up: UpstreamConnection, buf: bytes) -> None:
     is kept: it is the option the gateway would state for its own connection to the client
     (RFC 9110 §7.6.1 lets an intermediary replace the field with its own options), and cutting
     it out would copy the whole response.
+
+    Checking a head costs more than the rest of this function (a search for its end, a lower-case
+    copy, a regex), and a replica often sends the same head many times in a row (same headers,
+    same length, the Date changing once a second). So the pool keeps the last head found usual:
+    a response that starts with exactly that head, then the blank line, is usual too, and two
+    ``startswith`` calls say so. Any other head is checked in full (the comparison fails at the
+    first differing byte or on the length, so a replica whose heads all differ pays nearly nothing).
     """
     ex.status = up.status
     conn = ex.conn
@@ -53,28 +60,38 @@ def head(ex: Exchange, up: UpstreamConnection, buf: bytes) -> None:
         and not conn.discard
         and not conn.gw.stopping
     ):
-        end = buf.find(b"\r\n\r\n")
-        if _UNUSUAL.search(buf[: end + 2].lower()) is None and buf.startswith(b"HTTP/1.1 "):
-            conn.transport.write(buf)
-            ex.bytes_out = len(buf) - end - 4
-            if not up.done:
+        pool = up.pool
+        usual = pool.usual_head
+        size = len(usual)
+        if size and buf.startswith(usual) and buf.startswith(b"\r\n", size):
+            end = size - 2  # the same head as the replica's last usual one: known to be usual
+        else:
+            end = buf.find(b"\r\n\r\n")
+            if _UNUSUAL.search(buf[: end + 2].lower()) is not None or not buf.startswith(
+                b"HTTP/1.1 "
+            ):
+                _head(ex, up, buf)
                 return
-            # the whole response in one read (the usual case): back to the pool, inline
-            ex.upstream = None
-            up.exchange = None
-            up.status = 0
-            up.done = False
-            pool = up.pool
-            if ex.req_done and not pool.closed and len(pool.idle) < pool.max_idle:
-                up.mark = pool.sweeps
-                pool.idle.append(up)
-                if pool.timer is None:
-                    pool.arm()
-                ex.finish()
-                return
-            _release(ex, up)
+            pool.usual_head = buf[: end + 2]
+        conn.transport.write(buf)
+        ex.bytes_out = len(buf) - end - 4
+        if not up.done:
+            return
+        # the whole response in one read (the usual case): back to the pool, inline
+        ex.upstream = None
+        up.exchange = None
+        up.status = 0
+        up.done = False
+        if ex.req_done and not pool.closed and len(pool.idle) < pool.max_idle:
+            up.mark = pool.sweeps
+            pool.idle.append(up)
+            if pool.timer is None:
+                pool.arm()
             ex.finish()
             return
+        _release(ex, up)
+        ex.finish()
+        return
     _head(ex, up, buf)
 
 

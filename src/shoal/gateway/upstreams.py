@@ -204,6 +204,7 @@ class UpstreamPool:
         "port",
         "sweeps",
         "timer",
+        "usual_head",
     )
 
     def __init__(
@@ -218,6 +219,7 @@ class UpstreamPool:
         self.closed = False
         self.sweeps = 0
         self.timer: asyncio.TimerHandle | None = None
+        self.usual_head = b""  # the last response head found usual (see responding.head)
 
     def connect(self, done: Connected) -> asyncio.Task[None]:
         """Open a new connection; ``done(connection, None)`` or ``done(None, error)`` follows."""
