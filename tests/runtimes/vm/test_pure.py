@@ -345,3 +345,17 @@ def test_a_snapshot_is_not_restored_onto_a_disk_baked_again(tmp_path: Path) -> N
     assert snapshots.find("k", memory_mib=256, cpus=1) is None
     (folder / "complete").write_text(json.dumps({"key": "k", "owner": "o"}))  # made before
     assert snapshots.find("k", memory_mib=256, cpus=1) is None  # disks were recorded
+
+
+@pytest.mark.asyncio
+async def test_a_gcc_without_static_libc_names_libc6_dev(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    gcc = tools / "gcc"
+    gcc.write_text('#!/bin/sh\n[ "$1" = -print-file-name=libc.a ] && echo libc.a\n')
+    gcc.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tools))
+    with pytest.raises(RuntimeNotAvailable, match="apt-get install libc6-dev"):
+        await baking.Baker(tmp_path / "cache").guest_init()

@@ -295,6 +295,11 @@ class Baker:
             if (folder / "init").exists():
                 return folder / "init"
             gcc = hosting.require("gcc")
+            libc = (await commands.run([gcc, "-print-file-name=libc.a"])).strip()
+            if not Path(libc).is_absolute():  # gcc echoes the bare name when it has none
+                raise RuntimeNotAvailable(
+                    "vm", "gcc has no static C library (on Debian: apt-get install libc6-dev)"
+                )
             progress("vm: compiling the guest init (gcc -static)")
             self._make_cache()
             with tempfile.TemporaryDirectory(dir=self.cache, prefix=".init-") as temp:
