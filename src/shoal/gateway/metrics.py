@@ -170,6 +170,8 @@ class AccessLog:
 
 _LINE = b"%s %s %d %dB %.2fms %s"
 _SHORT = 512  # a line shorter than this holds no target that needs cutting
+# bytes whose latin-1 character is printable: deleting them from a batch leaves its separators
+_PRINTABLE = bytes(b for b in range(256) if chr(b).isprintable())
 
 
 def format_entries(entries: list[Entry]) -> str:
@@ -182,10 +184,12 @@ def format_entries(entries: list[Entry]) -> str:
     """
     lines = [_LINE % entry for entry in entries]
     data = b"\n".join(lines)
-    if max(map(len, lines), default=0) < _SHORT and b"  " not in data:
-        text = data.decode("latin-1")
-        if text.count("\n") == len(lines) - 1 and text.replace("\n", "").isprintable():
-            return text
+    if (
+        max(map(len, lines), default=0) < _SHORT
+        and b"  " not in data
+        and len(data.translate(None, _PRINTABLE)) == len(lines) - 1  # the separators alone
+    ):
+        return data.decode("latin-1")
     return "\n".join(_line(entry) for entry in entries)
 
 
