@@ -48,6 +48,14 @@ def test_render_is_prometheus_text() -> None:
     assert types == ["counter", "histogram", "gauge", "gauge", "gauge", "gauge"]
 
 
+def test_status_classes() -> None:
+    stats = RouteStats("/", "web")
+    for status in (0, 101, 200, 299, 302, 404, 499, 500, 599, 600, 999):
+        stats.observe(status, 0.001)
+    assert stats.by_class() == [1, 2, 1, 2, 4]  # 600-999 count as 5xx; no status, not at all
+    assert stats.count == 11
+
+
 def test_access_lines() -> None:
     text = format_entries(
         [

@@ -415,7 +415,7 @@ class Exchange:
             stats = gw.unmatched
         seconds = perf_counter() - self.start
         status = self.status
-        stats.codes[status // 100 if status < 600 else 5] += 1
+        stats.codes[status] += 1  # a status has three digits (llhttp's and ours)
         stats.buckets[bisect_left(BUCKETS, seconds)] += 1
         stats.sum += seconds
         access = gw.access

@@ -33,7 +33,7 @@ class RouteStats:
     def __init__(self, route: str, target: str) -> None:
         self.route = route
         self.target = target
-        self.codes = [0, 0, 0, 0, 0, 0]  # by status // 100; index 0 is unused
+        self.codes = [0] * 1000  # by status (three digits); summed by class when rendered
         self.buckets = [0] * (len(BUCKETS) + 1)
         self.sum = 0.0
         self.in_flight = 0
@@ -43,8 +43,13 @@ class RouteStats:
         """Requests observed (the hot path only fills buckets: this is their sum)."""
         return sum(self.buckets)
 
+    def by_class(self) -> list[int]:
+        """Requests by status class: ``[1xx, 2xx, 3xx, 4xx, 5xx]`` (600-999 count as 5xx)."""
+        codes = self.codes
+        return [sum(codes[c * 100 : c * 100 + 100]) for c in range(1, 5)] + [sum(codes[500:])]
+
     def observe(self, status: int, seconds: float) -> None:
-        self.codes[status // 100 if status < 600 else 5] += 1
+        self.codes[status] += 1
         self.buckets[bisect_left(BUCKETS, seconds)] += 1
         self.sum += seconds
 
@@ -73,8 +78,8 @@ def render(routes: Iterable[RouteStats], services: Iterable[ServiceGauges] = ())
     ]
     for r in routes:
         labels = f'route="{_label(r.route)}",target="{_label(r.target)}"'
-        for i, name in enumerate(CLASSES, start=1):
-            out.append(f'shoal_gateway_requests_total{{{labels},code="{name}"}} {r.codes[i]}')
+        for name, count in zip(CLASSES, r.by_class(), strict=True):
+            out.append(f'shoal_gateway_requests_total{{{labels},code="{name}"}} {count}')
     out += [
         "# HELP shoal_gateway_request_duration_seconds Time from request to response end.",
         "# TYPE shoal_gateway_request_duration_seconds histogram",
