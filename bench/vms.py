@@ -8,7 +8,8 @@ starts before ``start()`` and stops at the first ``200`` from ``GET /healthz`` o
 127.0.0.1 port, polled every 5 ms by the same loop for every figure.
 
 - **cold boot**: the first start of a fresh image, then (full runs) a runtime with snapshots
-  off; each sample boots the kernel, the initramfs, the guest init and the service. Baseline: the
+  off; each sample boots the kernel, the initramfs, the guest init and the service (``start()``
+  returns when the guest init says the port accepts; the instance log has the guest's timeline). Baseline: the
   same app as a plain ``python3`` on this host.
 - **restore**: one snapshot of a fresh boot (made once, like the runtime does after the first
   healthy instance), then each sample restores a clone (RAM file mapped private, device state

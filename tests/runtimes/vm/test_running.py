@@ -44,8 +44,11 @@ def app(baked: Baker, tmp_path_factory: pytest.TempPathFactory) -> Path:
     async def snapshot() -> None:
         runtime = VmRuntime()
         spec = make_spec(folder, 0)
-        handle = await runtime.start(spec)
+        handle = await runtime.start(spec)  # a cold boot: returns once the guest listens
         try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{spec.host_port}/healthz", timeout=5):
+                pass  # at once: no probe went into a guest whose network was not up
+            assert "shoal-init: ready at" in spec.log_path.read_text()
             await asyncio.wait_for(asyncio.gather(*runtime._makers.values()), 240)
         finally:
             await runtime.stop(handle, 1.0)

@@ -7,7 +7,10 @@ supervisor's. Per instance:
 - **start**: the image is baked if stale (:mod:`~shoal.runtimes.vm.baking`; ``prepare`` does it
   up front with progress). If a snapshot of the image (and machine shape) exists, the VM is
   restored from it and ``sync``ed (clock, entropy) before ``start`` returns; otherwise it boots
-  cold, and once its guest says the service port is open a separate maker snapshots a fresh
+  cold and ``start`` returns once the guest init says the service port accepts inside the guest
+  (at most :data:`READY_WAIT`; health checks then find it listening at once, rather than sending
+  probes into a guest whose network is not up yet, where slirp holds a connection until its
+  TCP retransmission). Once a cold guest is ready, a separate maker snapshots a fresh
   boot in the background (:mod:`~shoal.runtimes.vm.snapshots`), so later instances restore.
   qemu runs in its own session with the instance's identity (``SHOAL_STATE``, ``SHOAL_SERVICE``,
   ``SHOAL_INSTANCE``) in its environment, its files in a private run folder (control and QMP
@@ -52,6 +55,8 @@ RECENT_EXITS = 256
 SYNC_TIMEOUT = 10.0
 """Seconds a restored guest has to confirm its clock and entropy before it counts as failed."""
 POWER_OFF_GRACE = 1.0
+READY_WAIT = 60.0
+"""Seconds a cold boot's ``start`` waits for the guest's ``ready`` (then health checks decide)."""
 MAKER_WAIT = 120.0
 """Seconds a start waits for a snapshot being made of its image before booting cold."""
 IDENTITY = ("SHOAL_STATE", "SHOAL_SERVICE", "SHOAL_INSTANCE")
@@ -179,6 +184,7 @@ class VmRuntime:
                 return handle
             logger.warning("[%s] restore from the snapshot failed: booting cold", spec.label)
         handle, instance = await self._boot(spec, image, memory, cpus)
+        await self._until_ready(handle, instance)
         if self._use_snapshots and key not in self._makers and instance.channel is not None:
             self._makers[key] = asyncio.create_task(
                 self._make_snapshot(instance.channel, image, key, (memory, cpus), spec),
@@ -186,6 +192,22 @@ class VmRuntime:
             )
             self._makers[key].add_done_callback(lambda task: self._made(key, task))
         return handle
+
+    async def _until_ready(self, handle: Handle, instance: _Instance) -> None:
+        """Wait for a cold guest's ``ready`` (or qemu's end, or :data:`READY_WAIT`)."""
+        if instance.channel is None:
+            return
+        ready = asyncio.ensure_future(instance.channel.ready.wait())
+        try:
+            await asyncio.wait(
+                {ready, instance.watcher}, timeout=READY_WAIT, return_when=asyncio.FIRST_COMPLETED
+            )
+        except BaseException:  # cancelled (shutdown) mid-boot: leave no qemu
+            _kill(handle, signal.SIGKILL)
+            await asyncio.shield(instance.watcher)
+            raise
+        finally:
+            ready.cancel()
 
     async def wait(self, handle: Handle) -> Exit:
         instance = await self._find_or_adopt(handle)
