@@ -21,6 +21,8 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 ENTROPY_BYTES = 32
+CONNECT_POLL = 0.002
+"""Seconds between tries while qemu has not made the control socket yet (a restore waits)."""
 
 
 class Channel:
@@ -49,7 +51,7 @@ class Channel:
             except (FileNotFoundError, ConnectionRefusedError):
                 if loop.time() > deadline:
                     raise
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(CONNECT_POLL)
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         while True:
@@ -102,4 +104,4 @@ class Channel:
             await self._writer.wait_closed()
 
 
-__all__ = ["ENTROPY_BYTES", "Channel"]
+__all__ = ["CONNECT_POLL", "ENTROPY_BYTES", "Channel"]

@@ -48,7 +48,8 @@ BOOT_ARGS = (
     "apparmor=0",
     "random.trust_cpu=off",
 )
-RESTORE_POLL = 0.005
+RESTORE_POLL = 0.002
+"""Seconds between polls while qemu starts (its sockets) and loads a snapshot's device state."""
 PR_SET_PDEATHSIG = 1
 MIN_MEMORY_MIB = 192
 DEFAULT_MEMORY_MIB = 256
@@ -236,7 +237,7 @@ class Qmp:
             except BaseException:
                 sock.close()
                 raise
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(RESTORE_POLL)
         qmp = cls(sock)
         try:
             await qmp._receive()  # the greeting
