@@ -51,12 +51,13 @@ class Plane:
     async def follow_logs(self, sources: list[str] | None) -> AsyncIterator[LogLine]:
         yield LogLine(source="web#0", time=2.0, text="live")
 
-    def scale(self, name: str, replicas: int) -> None:
+    def scale(self, name: str, replicas: int) -> str | None:
         if self.closing:
             raise ShuttingDown("stopping")
         if name != "web":
             raise UnknownName(f"no service named {name!r}")
         self.scaled[name] = replicas
+        return "autoscaling paused" if replicas == 0 else None
 
     def restart(self, name: str) -> None:
         raise RuntimeError("a bug")
@@ -149,6 +150,9 @@ async def test_errors_are_json_with_the_right_status(server: tuple[str, Plane]) 
     async with aiohttp.ClientSession(headers=AUTH) as http:
         async with http.post(f"{url}/v1/services/web/scale", json={"replicas": 3}) as r:
             assert r.status == 200 and plane.scaled == {"web": 3}
+            assert (await r.json())["note"] is None
+        async with http.post(f"{url}/v1/services/web/scale", json={"replicas": 0}) as r:
+            assert (await r.json()) == {"name": "web", "replicas": 0, "note": "autoscaling paused"}
         async with http.post(f"{url}/v1/services/nope/scale", json={"replicas": 3}) as r:
             assert r.status == 404 and (await r.json())["error"] == "not_found"
         for body in (b"{", b'{"replicas": "x"}', b'{"replicas": 2, "extra": 1}', b"[]"):

@@ -116,3 +116,19 @@ def test_unknown_route_404_and_metrics_count_requests(project: Project) -> None:
     assert "web" in text and "2xx" in text
     logs = project.shoal("logs", "gateway", "--tail", "20").stdout
     assert "/web/whoami" in logs
+
+
+def test_a_manual_scale_to_zero_pauses_autoscaling_until_scaled_up(project: Project) -> None:
+    """As Kubernetes disables an HPA whose target is at zero: the autoscaler (min 1) must not
+    bring the service back by itself; a manual scale above zero resumes it."""
+    project.write(manifest(replicas="autoscale: {min: 1, max: 2, target_concurrency: 5}"))
+    project.shoal("up", "-d", check=True)
+    wait_until(lambda: len(project.ready("web")) == 1, 20)
+    paused = project.shoal("scale", "web=0", check=True)
+    assert "autoscaling paused while at 0" in paused.stdout
+    wait_until(lambda: project.ps() == [], 20)
+    time.sleep(2.5 * 2)  # two autoscaler ticks (TICK = 2 s): it would have scaled up to min 1
+    assert project.ps() == []
+    resumed = project.shoal("scale", "web=1", check=True)
+    assert "autoscaling on (1-2 replicas)" in resumed.stdout
+    wait_until(lambda: len(project.ready("web")) == 1, 20)

@@ -63,6 +63,9 @@ class ScaleRequest(Body):
 class ScaleResult(Body):
     name: str
     replicas: int
+    note: str | None = Field(
+        default=None, description="what the scale means for the service's autoscaling, if any"
+    )
 
 
 class ApplyResult(Body):

@@ -122,8 +122,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
 async def scale(request: web.Request) -> web.StreamResponse:
     body: ScaleRequest = await _body(request, ScaleRequest)
     name = request.match_info["name"]
-    _control(request).scale(name, body.replicas)
-    return _json(ScaleResult(name=name, replicas=body.replicas))
+    note = _control(request).scale(name, body.replicas)
+    return _json(ScaleResult(name=name, replicas=body.replicas, note=note))
 
 
 async def invoke(request: web.Request) -> web.StreamResponse:

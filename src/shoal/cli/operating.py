@@ -38,6 +38,8 @@ def scale(ctx: click.Context, file: str | None, pairs: tuple[str, ...]) -> None:
     for name, count in wanted.items():
         result = client.scale(name, count)
         console.print(f"{result.name}: scaling to {result.replicas}")
+        if result.note:
+            console.print(f"{result.name}: {result.note}")
 
 
 @click.command()

@@ -4,9 +4,12 @@
     supervisor stop   ──▶ gateway.drain(name, ordinal, drain)           (out of rotation first)
     held request      ──▶ on_demand(name) ──▶ scale from zero
     every tick        ──▶ in-flight samples ──▶ autoscaling.decide ──▶ supervisor.scale
+    shoal scale NAME=0 ──▶ scaled(name, 0): autoscaling paused for NAME until scaled above 0
 
 The autoscaler ticks every :data:`TICK` seconds (Knative's KPA ticks every 2 s), sampling each
-autoscaled service's in-flight requests at the gateway.
+autoscaled service's in-flight requests at the gateway. A manual scale of an autoscaled service
+to zero pauses its autoscaling, including scale-from-zero on a request (as Kubernetes disables a
+HorizontalPodAutoscaler while its target has zero replicas); a manual scale above zero resumes it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class GatewayLink:
         self._samples: dict[str, deque[tuple[float, float]]] = {}
         self._states: dict[str, ScalerState] = {}
         self._known: dict[str, list[tuple[int, int]]] = {}
+        self._paused: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
     def sync(self) -> None:
@@ -50,11 +54,28 @@ class GatewayLink:
                 self._known[name] = ready
                 self.gateway.set_endpoints(name, ready)
 
+    def scaled(self, name: str, replicas: int) -> str | None:
+        """A manual scale of ``name``; what it means for autoscaling (None: not autoscaled)."""
+        service = self.supervisor.project.manifest.services.get(name)
+        if service is None or service.autoscale is None:
+            return None
+        if replicas == 0:
+            self._paused.add(name)
+            return (
+                "autoscaling paused while at 0 (requests get 503 once the gateway's hold "
+                f"times out); `shoal scale {name}=N` resumes it"
+            )
+        self._paused.discard(name)
+        settings = service.autoscale
+        return f"autoscaling on ({settings.min}-{settings.max} replicas): it may change this"
+
     def on_demand(self, name: str) -> None:
         """A request waits for a service with no ready replica: make sure one is coming."""
         service = self.supervisor.project.manifest.services.get(name)
         desired = self.supervisor.desired.get(name)
         if service is None or desired is None or service.autoscale is None:
+            return
+        if name in self._paused:
             return
         if desired.replicas == 0:
             self.supervisor.scale(name, max(1, service.autoscale.min))
@@ -82,7 +103,7 @@ class GatewayLink:
         for name, service in self.supervisor.project.manifest.services.items():
             settings = service.autoscale
             desired = self.supervisor.desired.get(name)
-            if settings is None or desired is None:
+            if settings is None or desired is None or name in self._paused:
                 continue
             samples = self._samples.setdefault(name, deque())
             samples.append((now, float(self.gateway.in_flight(name))))

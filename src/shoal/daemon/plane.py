@@ -52,6 +52,7 @@ class Plane:
         *,
         on_shutdown: Callable[[], None],
         on_apply: Callable[[Project], None] = lambda project: None,
+        on_scale: Callable[[str, int], str | None] = lambda name, replicas: None,
         metrics: Callable[[], str] = lambda: "",
         functions: Functions | None = None,
         events: Events | None = None,
@@ -63,6 +64,7 @@ class Plane:
         self.logs = logs
         self._on_shutdown = on_shutdown
         self._on_apply = on_apply
+        self._on_scale = on_scale
         self._metrics = metrics
         self.functions = functions
         self.events = events
@@ -198,9 +200,11 @@ class Plane:
             if _matches(record.source, sources):
                 yield LogLine(source=record.source, time=record.time, text=record.text)
 
-    def scale(self, name: str, replicas: int) -> None:
+    def scale(self, name: str, replicas: int) -> str | None:
+        """Set ``name``'s replicas; a note for the user when autoscaling is involved."""
         self._open_for_changes()
         self.supervisor.scale(name, replicas)
+        return self._on_scale(name, replicas)
 
     def restart(self, name: str) -> None:
         self._open_for_changes()

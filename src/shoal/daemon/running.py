@@ -156,6 +156,7 @@ async def run(
             logs,
             on_shutdown=stop.set,
             on_apply=applied,
+            on_scale=link.scaled,
             metrics=gateway.metrics,
             functions=functions,
             events=events,
