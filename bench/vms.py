@@ -9,8 +9,8 @@ starts before ``start()`` and stops at the first ``200`` from ``GET /healthz`` o
 
 - **cold boot**: the first start of a fresh image, then (full runs) a runtime with snapshots
   off; each sample boots the kernel, the initramfs, the guest init and the service (``start()``
-  returns when the guest init says the port accepts; the instance log has the guest's timeline). Baseline: the
-  same app as a plain ``python3`` on this host.
+  returns when the guest init says the port accepts; the instance log has the guest's
+  timeline). Baseline: the same app as a plain ``python3`` on this host.
 - **restore**: one snapshot of a fresh boot (made once, like the runtime does after the first
   healthy instance), then each sample restores a clone (RAM file mapped private, device state
   loaded, clock and entropy synced over the control line). Baseline: the cold boot.
