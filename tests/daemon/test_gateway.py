@@ -96,6 +96,15 @@ def test_scaled_to_zero_service_starts_on_first_request(project: Project) -> Non
         assert r.status == 200
     assert time.monotonic() - started < 15
     assert len(project.ready("web")) == 1
+    # a manual scale to zero within the autoscaler's range (min 0): it stays at zero over the
+    # next ticks, and a new request starts it (test_gatewaying has the stale-load case)
+    scaled = project.shoal("scale", "web=0", check=True)
+    assert "a request starts it again" in scaled.stdout
+    wait_until(lambda: project.ps() == [], 20)
+    time.sleep(2.5 * 2)  # two autoscaler ticks (TICK = 2 s)
+    assert project.ps() == []
+    with urllib.request.urlopen(url, timeout=30) as r:
+        assert r.status == 200
 
 
 def test_unknown_route_404_and_metrics_count_requests(project: Project) -> None:

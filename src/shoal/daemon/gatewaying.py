@@ -4,12 +4,14 @@
     supervisor stop   ──▶ gateway.drain(name, ordinal, drain)           (out of rotation first)
     held request      ──▶ on_demand(name) ──▶ scale from zero
     every tick        ──▶ in-flight samples ──▶ autoscaling.decide ──▶ supervisor.scale
-    shoal scale NAME=0 ──▶ scaled(name, 0): autoscaling paused for NAME until scaled above 0
+    shoal scale NAME=N ──▶ scaled(name, N): a fresh window; below min, autoscaling paused
 
 The autoscaler ticks every :data:`TICK` seconds (Knative's KPA ticks every 2 s), sampling each
-autoscaled service's in-flight requests at the gateway. A manual scale of an autoscaled service
-to zero pauses its autoscaling, including scale-from-zero on a request (as Kubernetes disables a
-HorizontalPodAutoscaler while its target has zero replicas); a manual scale above zero resumes it.
+autoscaled service's in-flight requests at the gateway. A manual scale starts a fresh window (the
+samples from before it no longer count, so the old load does not undo it at the next tick). A
+manual scale to zero of a service whose ``min`` is above zero pauses its autoscaling, scale from
+zero on a request included (as Kubernetes disables a HorizontalPodAutoscaler while its target has
+zero replicas), until a manual scale above zero; with ``min: 0`` a request starts it as usual.
 """
 
 from __future__ import annotations
@@ -59,14 +61,18 @@ class GatewayLink:
         service = self.supervisor.project.manifest.services.get(name)
         if service is None or service.autoscale is None:
             return None
-        if replicas == 0:
+        settings = service.autoscale
+        self._samples.pop(name, None)  # a fresh window: the old load must not undo this
+        self._states.pop(name, None)
+        if replicas == 0 and settings.min > 0:
             self._paused.add(name)
             return (
-                "autoscaling paused while at 0 (requests get 503 once the gateway's hold "
-                f"times out); `shoal scale {name}=N` resumes it"
+                f"autoscaling paused while at 0, below its min {settings.min} (requests get 503 "
+                f"once the gateway's hold times out); `shoal scale {name}=N` resumes it"
             )
         self._paused.discard(name)
-        settings = service.autoscale
+        if replicas == 0:
+            return f"autoscaling on (0-{settings.max} replicas): a request starts it again"
         return f"autoscaling on ({settings.min}-{settings.max} replicas): it may change this"
 
     def on_demand(self, name: str) -> None:
