@@ -242,6 +242,35 @@ def test_daemon_kill9_then_up_adopts_instances(project: Project) -> None:
     assert "adopted" in project.shoal("logs", "web").stdout
 
 
+def test_up_after_down_starts_everything_again(project: Project) -> None:
+    """`shoal down` then `shoal up`: the stopped instances are not "settled" ones to keep
+    stopped (as an instance that ended on its own before a daemon crash is)."""
+    project.write(web(replicas=1))
+    project.shoal("up", "-d", check=True)
+    project.shoal("down", check=True)
+    again = project.shoal("up", "-d", "--wait-timeout", "30")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(project.ready("web")) == 1
+
+
+def test_a_manual_scale_survives_a_daemon_kill9_but_not_down(project: Project) -> None:
+    """An acknowledged `shoal scale` is state: a crashed daemon's successor keeps it; a
+    deliberate `shoal down` ends it, and the next `shoal up` follows the manifest."""
+    project.write(web(replicas=1))
+    project.shoal("up", "-d", check=True)
+    project.shoal("scale", "web=2", check=True)
+    wait_until(lambda: len(project.ready("web")) == 2, 30)
+    os.kill(project.daemon_pid(), signal.SIGKILL)
+    time.sleep(0.2)
+    project.shoal("up", "-d", "--wait-timeout", "30", check=True)
+    time.sleep(1.0)  # a reconcile that dropped the scale would be stopping web#1 by now
+    assert len(project.ready("web")) == 2
+    assert "scale web=2" in project.shoal("logs", "shoal").stdout
+    project.shoal("down", check=True)
+    project.shoal("up", "-d", "--wait-timeout", "30", check=True)
+    assert len(project.ready("web")) == 1
+
+
 def test_down_without_a_daemon_stops_what_it_left(project: Project) -> None:
     project.write(web())
     project.shoal("up", "-d", check=True)

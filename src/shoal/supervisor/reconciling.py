@@ -42,6 +42,9 @@ from shoal.supervisor.probing import Prober
 
 log = logging.getLogger(__name__)
 
+DELIBERATE_STOPS = frozenset({"shutdown", "removed"})
+"""Stop reasons of instances a daemon ended on purpose: the next start forgets them."""
+
 Drainer = Callable[[str, int, float], Awaitable[None]]
 """Called before an instance is stopped: take it out of rotation and wait for its requests."""
 
@@ -127,9 +130,12 @@ class Supervisor:
         self._drainer = drainer
         self._ports = PortAllocator()
         self._state = state_dir(project.file)
-        self._scale: dict[str, int] = {}
+        # manual scales survive a daemon crash (acknowledged state), not a `shoal down`
+        self._scale = {k: v for k, v in store.scales().items() if k in project.manifest.services}
+        for name, replicas in sorted(self._scale.items()):
+            logs.append("shoal", f"kept from before the daemon stopped: scale {name}={replicas}")
         self._generations: dict[str, int] = {}
-        self.desired: dict[str, DesiredService] = desired_services(project)
+        self.desired: dict[str, DesiredService] = desired_services(project, self._scale)
         self.instances: dict[tuple[str, int], Instance] = {}
         self.waiting: dict[str, str] = {}
         self._listeners: list[Listener] = []
@@ -150,6 +156,11 @@ class Supervisor:
     async def shutdown(self, timeout: float | None = None) -> None:
         """Stop every instance in reverse dependency order, then the loop."""
         self._shutting_down = True
+        if self._scale:  # a deliberate stop: the next start follows the manifest again
+            try:
+                self.store.set_scales({}, self._clock())
+            except ShoalError as exc:
+                self.logs.append("shoal", f"manual scales not cleared ({exc}): kept next start")
         self._changed()
         try:
             await asyncio.wait_for(self._settled.wait(), timeout)
@@ -179,6 +190,7 @@ class Supervisor:
 
     def scale(self, name: str, replicas: int) -> None:
         self._require(name)
+        self.store.set_scales({**self._scale, name: replicas}, self._clock())  # durable first
         self._scale[name] = replicas
         self._refresh_desired()
 
@@ -192,7 +204,10 @@ class Supervisor:
         """Switch to a new manifest; return what changes per service."""
         before = self.desired
         self.project = project
-        self._scale = {k: v for k, v in self._scale.items() if k in project.manifest.services}
+        kept = {k: v for k, v in self._scale.items() if k in project.manifest.services}
+        if kept != self._scale:
+            self.store.set_scales(kept, self._clock())
+        self._scale = kept
         self._refresh_desired()
         changes: dict[str, str] = {}
         for name in sorted(set(before) | set(self.desired)):
@@ -458,6 +473,11 @@ class Supervisor:
     async def _adopt(self) -> None:
         """Find what a previous daemon left: adopt live instances, note the lost ones."""
         for record in self.store.list_instances(kind="service"):
+            if record.state not in LIVE_STATES and record.stop_reason in DELIBERATE_STOPS:
+                # stopped by `shoal down` (or removed): this start begins afresh, as the
+                # manifest says; only what ended on its own before a crash stays settled
+                self.store.delete_instance("service", record.name, record.ordinal)
+                continue
             service = service_of(self.project, record.name)
             inst = Instance(
                 name=record.name,
