@@ -138,7 +138,21 @@ _V1 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1,)
+_V2 = Migration(
+    version=2,
+    summary="manual scales (shoal scale), kept across a daemon crash",
+    statements=(
+        """
+        CREATE TABLE scales (
+            service  TEXT    PRIMARY KEY,
+            replicas INTEGER NOT NULL CHECK (replicas >= 0),
+            set_at   REAL    NOT NULL
+        )
+        """,
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
 """Every migration in order; ``MIGRATIONS[i].version == i + 1``."""
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

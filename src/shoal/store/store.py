@@ -23,7 +23,7 @@ messages of a consumer that died go to another.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -472,6 +472,23 @@ class Store:
     def end_leases(self) -> int:
         """End every running lease (on daemon start: the previous holder is gone); the count."""
         return queues.end_leases(self._db)
+
+    # ------------------------------------------------------------------ manual scales
+
+    def scales(self) -> dict[str, int]:
+        """The manual scales in force (``shoal scale``): a crashed daemon's are still here."""
+        with self._db.read("read manual scales") as conn:
+            found = conn.execute("SELECT service, replicas FROM scales ORDER BY service")
+            return {str(service): int(replicas) for service, replicas in found.fetchall()}
+
+    def set_scales(self, scales: Mapping[str, int], now: float) -> None:
+        """Replace the manual scales with ``scales`` (one transaction; empty: forget them)."""
+        with self._db.write("save manual scales") as conn:
+            conn.execute("DELETE FROM scales")
+            conn.executemany(
+                "INSERT INTO scales (service, replicas, set_at) VALUES (?, ?, ?)",
+                [(name, replicas, now) for name, replicas in scales.items()],
+            )
 
     # ------------------------------------------------------------------ schedules
 
