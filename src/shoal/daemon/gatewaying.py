@@ -79,9 +79,7 @@ class GatewayLink:
         """A request waits for a service with no ready replica: make sure one is coming."""
         service = self.supervisor.project.manifest.services.get(name)
         desired = self.supervisor.desired.get(name)
-        if service is None or desired is None or service.autoscale is None:
-            return
-        if name in self._paused:
+        if service is None or desired is None or service.autoscale is None or name in self._paused:
             return
         if desired.replicas == 0:
             self.supervisor.scale(name, max(1, service.autoscale.min))

@@ -34,7 +34,7 @@ import shutil
 import signal
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,13 +199,12 @@ class VmRuntime:
             return
         ready = asyncio.ensure_future(instance.channel.ready.wait())
         try:
-            await asyncio.wait(
-                {ready, instance.watcher}, timeout=READY_WAIT, return_when=asyncio.FIRST_COMPLETED
-            )
-        except BaseException:  # cancelled (shutdown) mid-boot: leave no qemu
-            _kill(handle, signal.SIGKILL)
-            await asyncio.shield(instance.watcher)
-            raise
+            async with _no_qemu_left(handle, instance):  # cancelled (shutdown) mid-boot
+                await asyncio.wait(
+                    {ready, instance.watcher},
+                    timeout=READY_WAIT,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
         finally:
             ready.cancel()
 
@@ -363,17 +362,14 @@ class VmRuntime:
             os.close(state)
         launched = time.monotonic()
         loaded = launched
-        try:
-            await qemu.restore(machine)
-            loaded = time.monotonic()
-            synced = instance.channel is not None and await instance.channel.sync(SYNC_TIMEOUT)
-        except (OSError, qemu.QmpError) as exc:
-            logger.warning("[%s] cannot load the snapshot: %s", spec.label, exc)
-            synced = False
-        except BaseException:  # cancelled (shutdown) mid-restore: leave no qemu
-            _kill(handle, signal.SIGKILL)
-            await asyncio.shield(instance.watcher)
-            raise
+        async with _no_qemu_left(handle, instance):  # cancelled (shutdown) mid-restore
+            try:
+                await qemu.restore(machine)
+                loaded = time.monotonic()
+                synced = instance.channel is not None and await instance.channel.sync(SYNC_TIMEOUT)
+            except (OSError, qemu.QmpError) as exc:
+                logger.warning("[%s] cannot load the snapshot: %s", spec.label, exc)
+                synced = False
         if synced:
             now = time.monotonic()
             _note(
@@ -541,6 +537,17 @@ def _note(spec: InstanceSpec, text: str) -> None:
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
     with spec.log_path.open("a") as log:
         log.write(f"shoal: {text}\n")
+
+
+@contextlib.asynccontextmanager
+async def _no_qemu_left(handle: Handle, instance: _Instance) -> AsyncIterator[None]:
+    """Run the body; if it raises (a cancelled start, mostly), kill qemu and wait for it."""
+    try:
+        yield
+    except BaseException:
+        _kill(handle, signal.SIGKILL)
+        await asyncio.shield(instance.watcher)
+        raise
 
 
 def _kill(handle: Handle, signum: int) -> None:
