@@ -30,11 +30,12 @@ up: $(VENV)/.installed
 ## make test: install what the tests need, then lint, types, import contracts and the whole suite.
 # System packages of the backend suites (apt-get, as root on Debian), one line per backend.
 TEST_PACKAGES_CONTAINERS := docker.io busybox-static mmdebstrap
-TEST_PACKAGES_VMS := qemu-system-x86 qemu-utils mmdebstrap busybox-static e2fsprogs gcc libc6-dev lz4
+TEST_PACKAGES_VMS := qemu-system-x86 qemu-utils mmdebstrap e2fsprogs gcc libc6-dev make flex bison bc libelf-dev xz-utils
 TEST_PACKAGES_EXPORTERS := cloud-init systemd docker.io
 deps: $(VENV)/.installed-dev
 	@scripts/install-test-deps $(TEST_PACKAGES_CONTAINERS) $(TEST_PACKAGES_VMS) $(TEST_PACKAGES_EXPORTERS)
 	@scripts/start-dockerd
+	@$(BIN)/python scripts/bake-vm
 
 lint: deps
 	$(BIN)/ruff check src tests bench

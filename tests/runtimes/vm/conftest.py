@@ -18,19 +18,10 @@ import pytest
 
 from shoal.errors import RuntimeNotAvailable
 from shoal.runtimes import procfs
-from shoal.runtimes.vm import Baker, hosting
+from shoal.runtimes.vm import Baker, hosting, kernel
 from tests.daemon.conftest import Project, project  # noqa: F401  (the daemon tests' fixture)
 
-TOOLS = (
-    "qemu-system-x86_64",
-    "qemu-img",
-    "mmdebstrap",
-    "mkfs.ext4",
-    "busybox",
-    "dpkg",
-    "gcc",
-    "lz4",
-)
+TOOLS = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.ext4", *kernel.TOOLS)
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +30,7 @@ def baked() -> Baker:
     try:
         for tool in TOOLS:
             hosting.require(tool)
+        kernel.require_tools()
     except RuntimeNotAvailable as exc:
         pytest.skip(f"VM suite: {exc} (make test installs TEST_PACKAGES_VMS)")
     if os.geteuid() != 0:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import io
 import json
 import os
@@ -14,7 +13,7 @@ import pytest
 from shoal.errors import RuntimeNotAvailable
 from shoal.manifest.loading import load_manifest
 from shoal.runtimes.base import InstanceSpec, Limits
-from shoal.runtimes.vm import baking, hosting, initramfs, qemu, vmlinux
+from shoal.runtimes.vm import baking, hosting, initramfs, kernel, kernel_config, qemu, vmlinux
 from shoal.runtimes.vm.running import describe, inputs_of, inputs_of_service
 from shoal.runtimes.vm.snapshots import Snapshots
 from shoal.runtimes.vm.snapshots import disk_identity as snapshot_disk_identity
@@ -63,31 +62,40 @@ def _unpack(archive: bytes) -> dict[str, tuple[int, bytes]]:
 
 
 def test_initramfs_archive_round_trips() -> None:
-    modules = {"virtio.ko": b"\x7fELF" + b"v" * 13}
-    archive = initramfs.newc(initramfs.entries(b"busybox!", modules, initramfs.init_script()))
+    archive = initramfs.newc(initramfs.entries(b"\x7fELF static init"))
     assert len(archive) % 4 == 0
     files = _unpack(archive)
-    assert files["bin/busybox"] == (0o100755, b"busybox!")
-    assert files["lib/modules/virtio.ko"][1] == modules["virtio.ko"]
-    assert files["newroot"][0] == 0o040755
-    init = files["init"][1].decode()
-    assert init.startswith("#!/bin/busybox sh")
-    assert "virtio_ring virtio virtio_mmio virtio_blk" in init
-    assert "switch_root /newroot /srv/shoal/init" in init
+    assert files["init"] == (0o100755, b"\x7fELF static init")
+    for mount_point in ("dev", "proc", "sys", "newroot"):
+        assert files[mount_point][0] == 0o040755
+    assert set(files) == {"init", "dev", "proc", "sys", "newroot"}
 
 
-def test_modules_are_listed_after_their_dependencies() -> None:
-    data = b"\x00license=GPL\x00depends=virtio,virtio_ring\x00vermagic=6.1\x00"
-    assert initramfs.module_depends(data) == ["virtio", "virtio_ring"]
-    assert initramfs.module_depends(b"\x00depends=\x00") == []
-    names = [Path(m).name.removesuffix(".ko") for m in initramfs.MODULES]
-    assert names.index("virtio_ring") < names.index("virtio") < names.index("virtio_blk")
-    assert names.index("net_failover") < names.index("virtio_net")
+def test_kernel_config_arguments_and_lost_options() -> None:
+    args = kernel_config.config_args()
+    assert args[args.index("PVH") - 1] == "--enable"
+    assert args[args.index("ACPI") - 1] == "--disable"
+    assert args[args.index("SERIAL_8250_NR_UARTS") + 1] == "2"
+    finished = "\n".join(f"CONFIG_{option}=y" for option in kernel_config.ENABLE)
+    assert kernel_config.missing(finished) == []
+    dropped = finished.replace("CONFIG_VIRTIO_NET=y", "# CONFIG_VIRTIO_NET is not set")
+    assert kernel_config.missing(dropped) == ["VIRTIO_NET"]
+    assert kernel_config.missing(finished.replace("CONFIG_PVH=y", "CONFIG_PVH=m")) == ["PVH"]
+
+
+def test_kernel_build_progress_counts_compiled_files() -> None:
+    said: list[str] = []
+    compiled = kernel.Compiled(said.append, every=0.0)
+    compiled.line("  CC      kernel/fork.o")
+    compiled.line("  LD      vmlinux.o")
+    compiled.line("  CC      mm/memory.o")
+    assert compiled.files == 2
+    assert said[-1].startswith(f"vm: building the guest kernel: 2 of about {kernel.FILES} files")
 
 
 def _machine(**fields: object) -> qemu.Machine:
     base: dict[str, object] = {
-        "kernel": Path("/k/vmlinuz"),
+        "kernel": Path("/k/vmlinux"),
         "initramfs": Path("/k/initrd"),
         "disks": (Path("/c/base.ext4"), Path("/c/service.ext4")),
         "host": TCG,
@@ -186,14 +194,6 @@ def test_guest_init_settings_are_nul_separated_files() -> None:
     assert baking.ServiceInputs(name="w", build=None, command=("x",)).settings()["port"] == b"0"
 
 
-def _bzimage(payload: bytes, setup_sects: int = 3) -> bytes:
-    head = bytearray(((setup_sects or 4) + 1) * 512)
-    head[0x1F1] = setup_sects
-    head[0x202:0x206] = b"HdrS"
-    struct.pack_into("<II", head, 0x248, 16, len(payload))
-    return bytes(head) + b"\x00" * 16 + payload + b"trailing"
-
-
 def _elf_with_notes(*notes: tuple[bytes, int]) -> bytes:
     body = b""
     for name, kind in notes:
@@ -207,32 +207,10 @@ def _elf_with_notes(*notes: tuple[bytes, int]) -> bytes:
     return bytes(header) + phdr + body
 
 
-def test_bzimage_payload_is_found_by_its_magic() -> None:
-    packed = b"\x02\x21\x4c\x18" + b"lz4 data" + b"SIZE"
-    assert vmlinux.payload(_bzimage(packed)) == ("lz4", packed)
-    gz = gzip.compress(b"kernel")
-    assert vmlinux.payload(_bzimage(gz, setup_sects=0)) == ("gzip", gz)  # 0 means 4
-    with pytest.raises(vmlinux.NotABzImage, match="unknown payload"):
-        vmlinux.payload(_bzimage(b"\x00\x01unknown"))
-    with pytest.raises(vmlinux.NotABzImage, match="HdrS"):
-        vmlinux.payload(b"\x00" * 1024)
-
-
 def test_pvh_entry_note_is_recognised() -> None:
     assert vmlinux.has_pvh_entry(_elf_with_notes((b"GNU\x00", 3), (b"Xen\x00", 18)))
     assert not vmlinux.has_pvh_entry(_elf_with_notes((b"Xen\x00", 17), (b"GNU\x00", 18)))
     assert not vmlinux.has_pvh_entry(b"MZ not an ELF file at all")
-
-
-@pytest.mark.asyncio
-async def test_a_gzip_kernel_without_pvh_note_is_not_used(tmp_path: Path) -> None:
-    (tmp_path / "vmlinuz").write_bytes(_bzimage(gzip.compress(_elf_with_notes((b"GNU", 3)))))
-    assert not await vmlinux.extract(tmp_path / "vmlinuz", tmp_path / "vmlinux")
-    assert not (tmp_path / "vmlinux").exists()
-    elf = _elf_with_notes((b"Xen", 18))
-    (tmp_path / "vmlinuz").write_bytes(_bzimage(gzip.compress(elf)))
-    assert await vmlinux.extract(tmp_path / "vmlinuz", tmp_path / "vmlinux")
-    assert (tmp_path / "vmlinux").read_bytes() == elf
 
 
 def test_prepare_and_start_compute_the_same_inputs(tmp_path: Path) -> None:
@@ -273,14 +251,6 @@ def test_exit_descriptions() -> None:
     assert describe(-9, None).reason == "VM killed by SIGKILL"
     assert describe(None, None).code is None
     assert "qemu exited with code 0" in describe(0, None).reason
-
-
-def test_a_dynamic_busybox_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = tmp_path / "busybox"
-    fake.write_bytes(b"\x7fELF" + b"\x00" * 60 + b"/lib64/ld-linux-x86-64.so.2\x00")
-    monkeypatch.setattr(hosting, "require", lambda tool: str(fake))
-    with pytest.raises(RuntimeNotAvailable, match="busybox-static"):
-        baking.static_busybox()
 
 
 def test_the_cache_is_private(tmp_path: Path) -> None:

@@ -2,10 +2,13 @@
 
     hosting     KVM or TCG, TSC frequency, which Debian package provides each tool
     commands    the one choke point for external commands (argv, exit code, output)
-    initramfs   busybox + virtio modules + /init, written as a newc archive
-    vmlinux     the uncompressed kernel out of Debian's vmlinuz, booted as PVH
+    kernel_config  the guest kernel's minimal config (on top of tinyconfig)
+    kernel      building it from Debian's kernel source, once per machine
+    vmlinux     the check that the built ELF boots as PVH
+    initramfs   the guest init alone as /init, written as a newc archive
     baking      kernel, guest init, base root filesystem and service disks, cached by content hash
-    guest_init.c  PID 1 inside the guest, in C (compiled at bake time, copied into every image)
+    guest_init.c  /init (stage one: mounts, network) and PID 1 inside the guest, in C (compiled
+                at bake time, into the initramfs and onto every service disk)
     qemu        command lines (pure), launching, and a QMP client
     channel     the host end of the guest init's control line
     snapshots   snapshot a fresh boot; restore clones from it

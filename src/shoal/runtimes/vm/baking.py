@@ -1,15 +1,15 @@
-"""Baking VM images: kernel + initramfs, a base root filesystem, and one small disk per service.
+"""Baking VM images: kernel, guest init + initramfs, a base root filesystem, one disk per service.
 
 ``shoal build`` and the VM runtime's ``prepare``/``start`` call :meth:`Baker.bake`. Every part is
 cached under ``${XDG_CACHE_HOME:-~/.cache}/shoal/vm`` by the content hash of its recipe, so a
 second bake of unchanged inputs does nothing and CI runs on the same machine reuse the slow parts;
 a clean cache works too (every slow step says so through ``progress``).
 
-- **kernel** (``kernel-<hash>/``): ``apt-get download linux-image-cloud-amd64`` and the image
-  package it depends on, ``dpkg -x`` (never installed); the uncompressed ``vmlinux`` qemu boots
-  as PVH (:mod:`shoal.runtimes.vm.vmlinux`); the initramfs of
-  :mod:`shoal.runtimes.vm.initramfs` with the static busybox and the virtio modules.
-- **guest init** (``init-<hash>/init``): :file:`guest_init.c` compiled with ``gcc -static``.
+- **kernel** (``kernel-<hash>/vmlinux``): built from Debian's kernel source with shoal's minimal
+  config (:mod:`shoal.runtimes.vm.kernel`, :mod:`shoal.runtimes.vm.kernel_config`), once per
+  machine (several minutes); qemu boots the ELF as PVH. Older kernels are removed.
+- **guest init** (``init-<hash>/init``): :file:`guest_init.c` compiled with ``gcc -static``,
+  and beside it ``initramfs.cpio`` holding it as ``/init`` (:mod:`shoal.runtimes.vm.initramfs`).
 - **base** (``base-<hash>.ext4``): ``mmdebstrap --variant=minbase --include=python3`` (no docs,
   man pages or locales) into a folder, then ``mkfs.ext4 -d`` (no loop mount, no root needed for
   that step; mmdebstrap itself needs root to keep file owners). Shared read-only by every VM.
@@ -38,12 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shoal.errors import RuntimeNotAvailable
-from shoal.runtimes.vm import commands, hosting, initramfs, vmlinux
+from shoal.runtimes.vm import commands, hosting, initramfs, kernel_config
+from shoal.runtimes.vm import kernel as kernel_build
 
 Progress = Callable[[str], None]
 
 SUITE = "bookworm"
-KERNEL_PACKAGE = "linux-image-cloud-amd64"
 BASE_INCLUDE = ("python3",)
 BASE_EXCLUDE = (
     "/usr/share/doc/*",
@@ -205,13 +205,7 @@ class Baker:
     # ---------------------------------------------------------------- keys
 
     def kernel_key(self) -> str:
-        busybox = static_busybox()
-        return digest(
-            KERNEL_PACKAGE,
-            initramfs.MODULES,
-            initramfs.init_script(),
-            hashlib.sha256(busybox).hexdigest(),
-        )
+        return digest(kernel_config.SOURCE_PACKAGE, "tinyconfig", kernel_config.config_args())
 
     def base_key(self) -> str:
         return digest(base_recipe(Path("-")))
@@ -225,10 +219,9 @@ class Baker:
 
     def is_fresh(self, inputs: ServiceInputs) -> bool:
         """True when nothing needs baking for ``inputs`` (every part is in the cache)."""
-        kernel = self.cache / f"kernel-{self.kernel_key()}"
         return (
-            (kernel / "initramfs.cpio").exists()
-            and (self.cache / f"init-{self.init_key()}" / "init").exists()
+            (self.cache / f"kernel-{self.kernel_key()}" / "vmlinux").exists()
+            and (self.cache / f"init-{self.init_key()}" / "initramfs.cpio").exists()
             and (self.cache / f"base-{self.base_key()}.ext4").exists()
             and self.service_disk(inputs).exists()
         )
@@ -237,62 +230,42 @@ class Baker:
 
     async def bake(self, inputs: ServiceInputs, progress: Progress = _quiet) -> Image:
         """The image for ``inputs``, baking whatever part is missing from the cache."""
-        kernel, initrd = await self.kernel(progress)
+        kernel = await self.kernel(progress)
         init = await self.guest_init(progress)
+        initrd = init.with_name("initramfs.cpio")
         root = await self.base(progress)
         service = await self.service(inputs, init, progress)
         key = digest(kernel.parent.name, root.name, service.name)
         return Image(key=key, kernel=kernel, initramfs=initrd, root=root, service=service)
 
-    async def kernel(self, progress: Progress = _quiet) -> tuple[Path, Path]:
-        key = self.kernel_key()
-        folder = self.cache / f"kernel-{key}"
+    async def kernel(self, progress: Progress = _quiet) -> Path:
+        """The guest kernel (built once per machine: see :mod:`shoal.runtimes.vm.kernel`)."""
+        folder = self.cache / f"kernel-{self.kernel_key()}"
         async with self._lock(folder.name):
-            if (folder / "initramfs.cpio").exists():
-                return _bootable(folder), folder / "initramfs.cpio"
-            for tool in ("apt-get", "dpkg"):
-                hosting.require(tool)
+            if (folder / "vmlinux").exists():
+                return folder / "vmlinux"
+            kernel_build.require_tools()
             started = time.monotonic()
-            progress(f"vm: downloading the kernel ({KERNEL_PACKAGE}, apt-get download)")
             self._make_cache()
             with tempfile.TemporaryDirectory(dir=self.cache, prefix=".kernel-") as temp:
-                work = Path(temp)
-                await commands.run(["apt-get", "download", KERNEL_PACKAGE], cwd=work)
-                meta = next(work.glob("*.deb"))
-                depends = await commands.run(["dpkg-deb", "-f", str(meta), "Depends"])
-                image = depends.split(",")[0].split("(")[0].strip()
-                if image:
-                    await commands.run(["apt-get", "download", image], cwd=work)
-                for deb in work.glob("*.deb"):
-                    await commands.run(["dpkg", "-x", str(deb), str(work / "tree")])
-                vmlinuz = next((work / "tree" / "boot").glob("vmlinuz-*"))
-                modules = next((work / "tree" / "lib" / "modules").iterdir())
-                progress("vm: building the initramfs (busybox + virtio modules)")
-                blobs = {Path(m).name: (modules / m).read_bytes() for m in initramfs.MODULES}
-                archive = initramfs.newc(
-                    initramfs.entries(
-                        static_busybox(),
-                        blobs,
-                        initramfs.init_script(),
-                    )
-                )
-                out = work / "out"
+                image, release = await kernel_build.build(Path(temp), progress)
+                out = Path(temp) / "out"
                 out.mkdir()
-                shutil.copyfile(vmlinuz, out / "vmlinuz")
-                progress("vm: uncompressing the kernel (booted as PVH: no decompression per boot)")
-                if not await vmlinux.extract(out / "vmlinuz", out / "vmlinux"):
-                    progress("vm: this kernel has no PVH entry; VMs boot the compressed vmlinuz")
-                (out / "initramfs.cpio").write_bytes(archive)
-                (out / "version").write_text(modules.name + "\n")
+                shutil.copyfile(image, out / "vmlinux")
+                (out / "version").write_text(release + "\n")
                 os.replace(out, folder)
-            progress(f"vm: kernel {modules.name} ready ({time.monotonic() - started:.1f}s)")
-            return _bootable(folder), folder / "initramfs.cpio"
+            for old in self.cache.glob("kernel-*"):
+                if old != folder and old.is_dir():
+                    shutil.rmtree(old, ignore_errors=True)
+                    progress(f"vm: removed an older kernel ({old.name})")
+            progress(f"vm: kernel {release} ready ({time.monotonic() - started:.0f}s)")
+            return folder / "vmlinux"
 
     async def guest_init(self, progress: Progress = _quiet) -> Path:
-        """The compiled guest init (once per source; a second of gcc)."""
+        """The compiled guest init (once per source; a second of gcc), ``initramfs.cpio`` beside."""
         folder = self.cache / f"init-{self.init_key()}"
         async with self._lock(folder.name):
-            if (folder / "init").exists():
+            if (folder / "initramfs.cpio").exists():
                 return folder / "init"
             gcc = hosting.require("gcc")
             libc = (await commands.run([gcc, "-print-file-name=libc.a"])).strip()
@@ -306,6 +279,8 @@ class Baker:
                 out = Path(temp) / "out"
                 out.mkdir()
                 await commands.run([gcc, *CC_FLAGS, "-o", str(out / "init"), str(GUEST_INIT)])
+                archive = initramfs.newc(initramfs.entries((out / "init").read_bytes()))
+                (out / "initramfs.cpio").write_bytes(archive)
                 os.replace(out, folder)
             return folder / "init"
 
@@ -388,24 +363,9 @@ class Baker:
             return target
 
 
-def _bootable(folder: Path) -> Path:
-    """The kernel file qemu boots: the PVH ``vmlinux`` when there is one."""
-    return folder / "vmlinux" if (folder / "vmlinux").exists() else folder / "vmlinuz"
-
-
 def write_settings(folder: Path, inputs: ServiceInputs) -> None:
     for name, data in inputs.settings().items():
         (folder / name).write_bytes(data)
-
-
-def static_busybox() -> bytes:
-    """The busybox binary for the initramfs; it must be static (nothing else is in there)."""
-    data = Path(hosting.require("busybox")).read_bytes()
-    if b"ld-linux" in data[:8192]:  # a PT_INTERP: the dynamically linked Debian `busybox`
-        raise RuntimeNotAvailable(
-            "vm", "busybox is dynamically linked (on Debian: apt-get install busybox-static)"
-        )
-    return data
 
 
 def _mkfs(tree: Path, image: Path, size_mib: int, label: str) -> Sequence[str]:
@@ -425,7 +385,6 @@ def _mkfs(tree: Path, image: Path, size_mib: int, label: str) -> Sequence[str]:
 
 
 __all__ = [
-    "KERNEL_PACKAGE",
     "Baker",
     "Image",
     "Progress",

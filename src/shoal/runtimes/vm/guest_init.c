@@ -2,8 +2,12 @@
  * shoal's PID 1 inside a VM: starts the service's command and talks to the host on a serial line.
  *
  * Not part of the daemon: shoal.runtimes.vm.baking compiles this file once (gcc -static, cached by
- * the source's hash) and copies the binary into every service image as /srv/shoal/init; the
- * initramfs switch_roots into it. It is C rather than Python because under TCG (no hardware KVM)
+ * the source's hash). The same binary plays two parts:
+ *  - stage one, as /init in the initramfs (the kernel runs it; it has every driver built in): it
+ *    mounts the kernel's file systems, the root disk (/dev/vda) and the service disk (/dev/vdb at
+ *    /srv), sets up the network slirp hands out (10.0.2.15/24 via 10.0.2.2: no DHCP to wait for)
+ *    and switches into the root file system, executing /srv/shoal/init;
+ *  - the guest init proper, as /srv/shoal/init (a copy on every service disk), described below. It is C rather than Python because under TCG (no hardware KVM)
  * every code path a process runs is translated anew: a Python init cost about 1.7 s of a cold boot
  * and 0.3 s of each snapshot restore's clock and entropy sync; this one costs milliseconds.
  *
@@ -30,6 +34,7 @@
 #include <linux/random.h>
 #include <linux/reboot.h>
 #include <net/if.h>
+#include <net/route.h>
 #include <netinet/in.h>
 #include <netpacket/packet.h>
 #include <poll.h>
@@ -54,9 +59,11 @@
 #define CONTROL "/dev/ttyS1"
 #define CONSOLE "/dev/console"
 #define CONFIG "/srv/shoal/"
+#define GUEST_INIT CONFIG "init"
 #define WORKDIR "/srv/app"
 #define NIC "eth0"
-#define GUEST_IP "10.0.2.15" /* as the initramfs configures it (slirp's defaults) */
+#define GUEST_IP "10.0.2.15" /* slirp's defaults, set up by stage one */
+#define NETMASK "255.255.255.0"
 #define GATEWAY_IP "10.0.2.2"
 #define READY_POLL_MS 10
 #define ENTROPY_MAX 256
@@ -76,9 +83,11 @@ static int raw = -1;                 /* AF_PACKET socket on eth0 */
 static unsigned char frame[42];      /* the ARP request announce() sends */
 static struct sockaddr_ll broadcast; /* where it goes */
 
+/* The VM's end. The machine has no ACPI to power off with: a reset (reboot=t, a triple fault)
+ * ends qemu, which runs with -no-reboot. */
 static void power_off(void) {
     sync();
-    reboot(LINUX_REBOOT_CMD_POWER_OFF);
+    reboot(LINUX_REBOOT_CMD_RESTART);
     sleep(5);
     _exit(1);
 }
@@ -346,7 +355,84 @@ static void open_control(void) {
     tcflush(control, TCIOFLUSH);
 }
 
-int main(void) {
+/* ---------------------------------------------------------------- stage one (/init) */
+
+static void mount_or_fail(const char *source, const char *target, const char *type,
+                          unsigned long flags) {
+    if (mount(source, target, type, flags, NULL) != 0) {
+        fprintf(stderr, "shoal-init: cannot mount %s on %s: %s\n", source, target,
+                strerror(errno));
+        power_off();
+    }
+}
+
+static void set_interface(int s, const char *name, unsigned long request, const char *ip) {
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    struct sockaddr_in *address = (struct sockaddr_in *)&ifr.ifr_addr;
+    address->sin_family = AF_INET;
+    inet_pton(AF_INET, ip, &address->sin_addr);
+    if (ioctl(s, request, &ifr) != 0) fail("configure " NIC);
+}
+
+static void link_up(int s, const char *name) {
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) != 0) fail("read the flags of a network interface");
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) fail("bring a network interface up");
+}
+
+/* lo up (the kernel gives it 127.0.0.1), eth0 with slirp's address, the default route. */
+static void configure_network(void) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) fail("socket");
+    link_up(s, "lo");
+    set_interface(s, NIC, SIOCSIFADDR, GUEST_IP);
+    set_interface(s, NIC, SIOCSIFNETMASK, NETMASK);
+    link_up(s, NIC);
+    struct rtentry route;
+    memset(&route, 0, sizeof route);
+    struct sockaddr_in *field = (struct sockaddr_in *)&route.rt_dst;
+    field->sin_family = AF_INET; /* 0.0.0.0 */
+    field = (struct sockaddr_in *)&route.rt_genmask;
+    field->sin_family = AF_INET; /* /0 */
+    field = (struct sockaddr_in *)&route.rt_gateway;
+    field->sin_family = AF_INET;
+    inet_pton(AF_INET, GATEWAY_IP, &field->sin_addr);
+    route.rt_flags = RTF_UP | RTF_GATEWAY;
+    route.rt_dev = NIC;
+    if (ioctl(s, SIOCADDRT, &route) != 0) fail("add the default route");
+    close(s);
+}
+
+/* What a distribution's initramfs does, as system calls: never returns. */
+static void stage_one(void) {
+    mount_or_fail("dev", "/dev", "devtmpfs", 0);
+    mount_or_fail("proc", "/proc", "proc", 0);
+    mount_or_fail("sys", "/sys", "sysfs", 0);
+    /* built-in drivers have probed before /init runs: this wait is for a slow host, at most 2 s */
+    for (int i = 0; i < 1000 && access("/dev/vdb", F_OK) != 0; i++) usleep(2000);
+    configure_network();
+    mount_or_fail("/dev/vda", "/newroot", "ext4", MS_NOATIME);
+    mount_or_fail("/dev/vdb", "/newroot/srv", "ext4", MS_NOATIME);
+    mount_or_fail("/dev", "/newroot/dev", NULL, MS_MOVE);
+    mount_or_fail("/proc", "/newroot/proc", NULL, MS_MOVE);
+    mount_or_fail("/sys", "/newroot/sys", NULL, MS_MOVE);
+    if (chdir("/newroot") != 0) fail("chdir /newroot");
+    mount_or_fail(".", "/", NULL, MS_MOVE);
+    if (chroot(".") != 0 || chdir("/") != 0) fail("chroot into the root disk");
+    char *args[] = {GUEST_INIT, NULL};
+    execv(GUEST_INIT, args);
+    fail("exec " GUEST_INIT);
+}
+
+/* ---------------------------------------------------------------- the guest init */
+
+int main(int argc, char **args) {
+    if (getpid() == 1 && argc > 0 && strcmp(args[0], "/init") == 0) stage_one();
     mkdir("/run", 0755);
     mkdir("/tmp", 01777);
     mount("tmpfs", "/run", "tmpfs", 0, NULL);

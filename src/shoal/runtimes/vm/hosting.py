@@ -26,12 +26,15 @@ PACKAGES: dict[str, str] = {
     "qemu-img": "qemu-utils",
     "mmdebstrap": "mmdebstrap",
     "mkfs.ext4": "e2fsprogs",
-    "busybox": "busybox-static",
     "apt-get": "apt",
     "dpkg": "dpkg",
+    "tar": "tar",
+    "xz": "xz-utils",
     "gcc": "gcc libc6-dev",
-    "lz4": "lz4",
-    "zstd": "zstd",
+    "make": "make",
+    "flex": "flex",
+    "bison": "bison",
+    "bc": "bc",
 }
 """Each external tool the VM runtime uses -> the Debian package that provides it."""
 
@@ -52,7 +55,7 @@ def choose_accel(modules: set[str], kvm_usable: bool) -> tuple[Accel, str]:
     if hardware and kvm_usable:
         return "kvm", f"KVM ({hardware[0]})"
     if "kvm_pvm" in modules and not hardware:
-        return "tcg", "TCG (/dev/kvm is kvm_pvm, which cannot boot a Debian kernel)"
+        return "tcg", "TCG (/dev/kvm is kvm_pvm, which boots only guest kernels built for PVM)"
     if hardware:
         return "tcg", f"TCG ({hardware[0]} is loaded but /dev/kvm cannot be opened)"
     return "tcg", "TCG (no hardware KVM on this host)"

@@ -1,53 +1,18 @@
-"""The uncompressed kernel a VM boots directly (PVH), taken out of Debian's ``vmlinuz``.
+"""The check on the kernel a VM boots: an ELF ``vmlinux`` with a PVH entry, booted directly.
 
-:mod:`shoal.runtimes.vm.baking` calls :func:`extract` once per kernel (the result is cached).
-A ``bzImage`` decompresses itself at every boot; under TCG (no hardware KVM) that alone took
-about 0.6-0.9 s of each cold boot here. qemu boots an ELF ``vmlinux`` that carries a PVH entry note
-(``XEN_ELFNOTE_PHYS32_ENTRY``; Debian builds ``CONFIG_PVH``) straight at its 32-bit entry, with
-no decompressor and no real-mode setup. When the kernel has no such note, the caller keeps the
-``vmlinuz`` and says so.
-
-The pure parts (:func:`payload`, :func:`has_pvh_entry`) read bytes; :func:`extract` runs the
-decompressor: Python's own for gzip and xz, the ``lz4``/``zstd`` tools for those formats.
+qemu boots an ELF kernel that carries a PVH entry note (``XEN_ELFNOTE_PHYS32_ENTRY``, from
+``CONFIG_PVH``) straight at its 32-bit entry: no decompressor and no real-mode setup, which under
+TCG (no hardware KVM) saves 0.6-0.9 s of every cold boot here against a ``bzImage``.
+:mod:`shoal.runtimes.vm.baking` builds the kernel with ``CONFIG_PVH``
+(:mod:`shoal.runtimes.vm.kernel_config`) and checks the result with :func:`has_pvh_entry`
+before caching it. Pure: reads bytes.
 """
 
 from __future__ import annotations
 
-import lzma
 import struct
-import zlib
-from pathlib import Path
 
-from shoal.runtimes.vm import commands, hosting
-
-SETUP_SECTS = 0x1F1
-HEADER_MAGIC = 0x202
-PAYLOAD_OFFSET = 0x248
 PVH_NOTE = 18  # XEN_ELFNOTE_PHYS32_ENTRY
-MAGICS: tuple[tuple[str, bytes], ...] = (
-    ("gzip", b"\x1f\x8b"),
-    ("xz", b"\xfd7zXZ\x00"),
-    ("zstd", b"\x28\xb5\x2f\xfd"),
-    ("lz4", b"\x02\x21\x4c\x18"),  # the legacy frame the kernel's own build writes
-)
-
-
-class NotABzImage(ValueError):
-    """The file is not a bzImage with a compressed payload this module knows."""
-
-
-def payload(bzimage: bytes) -> tuple[str, bytes]:
-    """``(format, compressed bytes)`` of a bzImage's kernel (boot protocol 2.08+)."""
-    if bzimage[HEADER_MAGIC : HEADER_MAGIC + 4] != b"HdrS":
-        raise NotABzImage("no HdrS header")
-    setup = (bzimage[SETUP_SECTS] or 4) + 1
-    offset, length = struct.unpack_from("<II", bzimage, PAYLOAD_OFFSET)
-    start = setup * 512 + offset
-    data = bzimage[start : start + length]
-    for name, magic in MAGICS:
-        if data.startswith(magic):
-            return name, data
-    raise NotABzImage(f"unknown payload format {data[:6].hex()}")
 
 
 def has_pvh_entry(elf: bytes) -> bool:
@@ -70,31 +35,4 @@ def has_pvh_entry(elf: bytes) -> bool:
     return False
 
 
-async def extract(vmlinuz: Path, target: Path) -> bool:
-    """Write the uncompressed kernel to ``target``; False (nothing written) when it cannot be
-    booted as PVH (no note) or the payload is in a format not known here."""
-    try:
-        kind, data = payload(vmlinuz.read_bytes())
-    except NotABzImage:
-        return False
-    if kind == "gzip":  # a decompressor object stops at the stream's end (the size trails it)
-        elf = zlib.decompressobj(wbits=31).decompress(data)
-    elif kind == "xz":
-        elf = lzma.LZMADecompressor().decompress(data)
-    else:  # lz4 (Debian's), zstd: their tools, through the one command runner
-        packed = target.with_name(target.name + f".{kind}")
-        packed.write_bytes(data[:-4])  # the build appends the size: not part of the stream
-        out = [str(target)] if kind == "lz4" else ["-o", str(target)]
-        try:
-            await commands.run([hosting.require(kind), "-d", "-q", "-f", str(packed), *out])
-        finally:
-            packed.unlink(missing_ok=True)
-        elf = target.read_bytes()
-    if not has_pvh_entry(elf):
-        target.unlink(missing_ok=True)
-        return False
-    target.write_bytes(elf)
-    return True
-
-
-__all__ = ["NotABzImage", "extract", "has_pvh_entry", "payload"]
+__all__ = ["PVH_NOTE", "has_pvh_entry"]
