@@ -83,6 +83,16 @@ def test_kernel_config_arguments_and_lost_options() -> None:
     assert kernel_config.missing(finished.replace("CONFIG_PVH=y", "CONFIG_PVH=m")) == ["PVH"]
 
 
+def test_kernel_source_edits_apply_exactly_once() -> None:
+    _, text, replacement = kernel_config.PATCHES[0]
+    source = f"before\n\t\t{text}\nafter\n"
+    assert kernel_config.patch(source, text, replacement).count("(void *)end, -1, what);") == 1
+    with pytest.raises(ValueError, match="found it 0 times"):
+        kernel_config.patch("changed upstream", text, replacement)
+    with pytest.raises(ValueError, match="found it 2 times"):
+        kernel_config.patch(source + source, text, replacement)
+
+
 def test_kernel_build_progress_counts_compiled_files() -> None:
     said: list[str] = []
     compiled = kernel.Compiled(said.append, every=0.0)

@@ -205,7 +205,8 @@ class Baker:
     # ---------------------------------------------------------------- keys
 
     def kernel_key(self) -> str:
-        return digest(kernel_config.SOURCE_PACKAGE, "tinyconfig", kernel_config.config_args())
+        recipe = (kernel_config.config_args(), kernel_config.PATCHES)
+        return digest(kernel_config.SOURCE_PACKAGE, "tinyconfig", recipe)
 
     def base_key(self) -> str:
         return digest(base_recipe(Path("-")))

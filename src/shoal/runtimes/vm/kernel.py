@@ -6,8 +6,9 @@ machine. Each step is said through ``progress``:
 
 1. ``apt-get download linux-source-6.1`` (about 140 MB; never installed), ``dpkg -x``, and
    ``tar`` (about 1.3 GB of source) into the caller's temporary folder;
-2. ``make tinyconfig``, ``scripts/config`` with the recipe, ``make olddefconfig``, and a check
-   that every wanted option survived (one whose dependency is off is dropped silently);
+2. shoal's source edits (:data:`~shoal.runtimes.vm.kernel_config.PATCHES`), ``make tinyconfig``,
+   ``scripts/config`` with the recipe, ``make olddefconfig``, and a check that every wanted
+   option survived (one whose dependency is off is dropped silently);
 3. ``make -j<cpus> vmlinux``: several minutes on two cores, with a line every
    :data:`PROGRESS_EVERY` seconds saying how many files are compiled;
 4. a check that the ELF has its PVH entry (:mod:`shoal.runtimes.vm.vmlinux`).
@@ -83,6 +84,14 @@ async def build(work: Path, progress: Progress) -> tuple[Path, str]:
     await commands.run(["tar", "-xaf", str(tarball), "-C", str(work)])
     shutil.rmtree(work / "package")
     tree = next(path for path in work.iterdir() if path.name.startswith("linux-source"))
+    for relative, text, replacement in kernel_config.PATCHES:
+        source = tree / relative
+        try:
+            source.write_text(kernel_config.patch(source.read_text(), text, replacement))
+        except ValueError as exc:
+            raise RuntimeNotAvailable(
+                "vm", f"cannot apply shoal's edit to the kernel source's {relative}: {exc}"
+            ) from exc
     make = ["make", "-C", str(tree), "ARCH=x86_64"]
     progress("vm: configuring the guest kernel (tinyconfig + shoal.runtimes.vm.kernel_config)")
     await commands.run([*make, "tinyconfig"])
