@@ -93,6 +93,25 @@ def test_kernel_source_edits_apply_exactly_once() -> None:
         kernel_config.patch(source + source, text, replacement)
 
 
+def test_missing_kernel_build_tools_are_named_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def require(tool: str) -> str:
+        if tool in ("flex", "bison"):
+            raise RuntimeNotAvailable("vm", f"{tool} is not installed")
+        return f"/usr/bin/{tool}"
+
+    monkeypatch.setattr(hosting, "require", require)
+    monkeypatch.setattr(kernel, "LIBELF_HEADER", tmp_path / "gelf.h")
+    with pytest.raises(RuntimeNotAvailable) as caught:
+        kernel.require_tools()
+    assert "flex, bison, libelf's headers" in str(caught.value)
+    assert "apt-get install flex bison libelf-dev" in str(caught.value)
+    (tmp_path / "gelf.h").write_text("")
+    monkeypatch.setattr(hosting, "require", lambda tool: f"/usr/bin/{tool}")
+    kernel.require_tools()
+
+
 def test_kernel_build_progress_counts_compiled_files() -> None:
     said: list[str] = []
     compiled = kernel.Compiled(said.append, every=0.0)

@@ -39,12 +39,22 @@ PROGRESS_EVERY = 30.0
 
 
 def require_tools() -> None:
-    """:class:`RuntimeNotAvailable` naming the package of the first missing build tool."""
+    """:class:`RuntimeNotAvailable` naming every missing build tool and its package, at once."""
+    missing: list[str] = []
     for tool in TOOLS:
-        hosting.require(tool)
+        try:
+            hosting.require(tool)
+        except RuntimeNotAvailable:
+            missing.append(tool)
+    packages = [hosting.PACKAGES.get(tool, tool) for tool in missing]
     if not LIBELF_HEADER.exists():
+        missing.append("libelf's headers")
+        packages.append("libelf-dev")
+    if missing:
         raise RuntimeNotAvailable(
-            "vm", "building the guest kernel needs libelf's headers (apt-get install libelf-dev)"
+            "vm",
+            f"building the guest kernel needs {', '.join(missing)} "
+            f"(on Debian: apt-get install {' '.join(packages)})",
         )
 
 
