@@ -7,9 +7,11 @@
  *    mounts the kernel's file systems, the root disk (/dev/vda) and the service disk (/dev/vdb at
  *    /srv), sets up the network slirp hands out (10.0.2.15/24 via 10.0.2.2: no DHCP to wait for)
  *    and switches into the root file system, executing /srv/shoal/init;
- *  - the guest init proper, as /srv/shoal/init (a copy on every service disk), described below. It is C rather than Python because under TCG (no hardware KVM)
- * every code path a process runs is translated anew: a Python init cost about 1.7 s of a cold boot
- * and 0.3 s of each snapshot restore's clock and entropy sync; this one costs milliseconds.
+ *  - the guest init proper, as /srv/shoal/init (a copy on every service disk), described below.
+ * It is C rather than Python because under TCG (no hardware KVM) every code path a process runs is
+ * translated anew: a Python init cost about 1.7 s of a cold boot and 0.3 s of each snapshot
+ * restore's clock and entropy sync, and a busybox initramfs script 0.4-0.5 s of each cold boot;
+ * this one costs milliseconds.
  *
  * The flow inside the guest:
  *  1. mount /run and /tmp; read /srv/shoal/argv and /srv/shoal/env (NUL-separated), and
