@@ -200,15 +200,9 @@ async def measure_vms(run: Run, app: Path, logs: Path) -> dict[str, Any]:
     finally:
         await warm.close()
 
-    cold = VmRuntime(snapshots=False)
-    try:
-        for index in range(run.pick(quick=0, full=4)):
-            took, handle, rss, _ = await timed_start(cold, spec_for(app, logs, index))
-            out["cold"].append(took)
-            out["cold_rss"].append(rss)
-            await cold.stop(handle, 2.0)
-    finally:
-        await cold.close()
+    for took, rss in await cold_boots(run.pick(quick=0, full=4), app, logs, first=0):
+        out["cold"].append(took)
+        out["cold_rss"].append(rss)
     return out
 
 
@@ -228,15 +222,23 @@ async def measure_minimal(run: Run, app: Path, logs: Path) -> dict[str, list[flo
             await runtime.stop(handle, 2.0)
     finally:
         await runtime.close()
+    for took, _ in await cold_boots(run.pick(quick=0, full=4), app, logs, first=500):
+        out["cold"].append(took)
+    return out
+
+
+async def cold_boots(count: int, app: Path, logs: Path, first: int) -> list[tuple[float, int]]:
+    """``count`` cold boots of ``app`` with snapshots off: (seconds to first 200, RSS) each."""
+    samples: list[tuple[float, int]] = []
     cold = VmRuntime(snapshots=False)
     try:
-        for index in range(run.pick(quick=0, full=4)):
-            took, handle, _, _ = await timed_start(cold, spec_for(app, logs, 500 + index))
-            out["cold"].append(took)
+        for index in range(count):
+            took, handle, rss, _ = await timed_start(cold, spec_for(app, logs, first + index))
+            samples.append((took, rss))
             await cold.stop(handle, 2.0)
     finally:
         await cold.close()
-    return out
+    return samples
 
 
 async def cold_bake(inputs_app: Path, logs: Path) -> float:

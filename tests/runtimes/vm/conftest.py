@@ -21,14 +21,12 @@ from shoal.runtimes import procfs
 from shoal.runtimes.vm import Baker, hosting, kernel
 from tests.daemon.conftest import Project, project  # noqa: F401  (the daemon tests' fixture)
 
-TOOLS = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.ext4", *kernel.TOOLS)
-
 
 @pytest.fixture(scope="session")
 def baked() -> Baker:
     """A baker whose kernel and base root filesystem are in the cache (baked now if missing)."""
     try:
-        for tool in TOOLS:
+        for tool in hosting.BAKE_TOOLS:
             hosting.require(tool)
         kernel.require_tools()
     except RuntimeNotAvailable as exc:

@@ -245,7 +245,6 @@ class Baker:
         async with self._lock(folder.name):
             if (folder / "vmlinux").exists():
                 return folder / "vmlinux"
-            kernel_build.require_tools()
             started = time.monotonic()
             self._make_cache()
             with tempfile.TemporaryDirectory(dir=self.cache, prefix=".kernel-") as temp:

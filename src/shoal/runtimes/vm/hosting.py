@@ -37,6 +37,9 @@ PACKAGES: dict[str, str] = {
     "bc": "bc",
 }
 """Each external tool the VM runtime uses -> the Debian package that provides it."""
+BAKE_TOOLS = ("qemu-system-x86_64", "qemu-img", "mmdebstrap", "mkfs.ext4")
+"""What running and baking VMs needs besides the kernel's build tools
+(:func:`shoal.runtimes.vm.kernel.require_tools`) and gcc (checked when the init compiles)."""
 
 HARDWARE_KVM = ("kvm_intel", "kvm_amd")
 DEFAULT_TSC_KHZ = 2_000_000
@@ -105,4 +108,13 @@ def require(tool: str) -> str:
     return found
 
 
-__all__ = ["PACKAGES", "Accel", "Host", "choose_accel", "detect", "parse_tsc_khz", "require"]
+__all__ = [
+    "BAKE_TOOLS",
+    "PACKAGES",
+    "Accel",
+    "Host",
+    "choose_accel",
+    "detect",
+    "parse_tsc_khz",
+    "require",
+]
