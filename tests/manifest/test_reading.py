@@ -53,3 +53,14 @@ def test_alias_bomb_is_refused_quickly() -> None:
 def test_empty_document() -> None:
     doc = read_yaml("")
     assert doc.data is None and doc.problems == []
+
+
+def test_lines_are_counted_as_editors_count_them() -> None:
+    """YAML also breaks lines at NEL (U+0085) and U+2028/U+2029; positions follow ``\\n`` only,
+    so a problem points at the line ``grep -n`` and an editor show."""
+    doc = read_yaml("a: x\x85y\nb: [")
+    assert doc.problems[0][0] == Mark(2, 1)
+    doc = read_yaml("?\x850")
+    assert doc.problems[0][0] == Mark(1, 4)
+    doc = read_yaml("a: 'x\u2028y'\nb: 2\n")
+    assert doc.values[("b",)] == Mark(2, 4)

@@ -9,6 +9,7 @@ become problems here instead of exceptions.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,16 +61,33 @@ class _TooLarge(Exception):
     pass
 
 
-def _mark(node: Node) -> Mark:
-    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+class _Lines:
+    """Line and column of a character offset, counting lines the way ``grep -n`` and editors do.
+
+    YAML also breaks lines at NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR (U+0085, U+2028,
+    U+2029), so in a file holding one of them the parser's own line numbers point past the line
+    a user would look at. Positions are therefore taken from the parser's character offset.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.starts = [0]
+        at = text.find("\n")
+        while at >= 0:
+            self.starts.append(at + 1)
+            at = text.find("\n", at + 1)
+
+    def at(self, index: int) -> Mark:
+        line = bisect_right(self.starts, index)
+        return Mark(line, index - self.starts[line - 1] + 1)
 
 
 class _Builder:
     """Walks a composed node tree into data, recording marks on the way."""
 
-    def __init__(self, loader: Any, doc: Document) -> None:
+    def __init__(self, loader: Any, doc: Document, lines: _Lines) -> None:
         self.loader = loader
         self.doc = doc
+        self.lines = lines
         self.active: set[int] = set()  # nodes on the current path: catches recursive aliases
         self.budget = MAX_NODES  # aliases can expand exponentially ("billion laughs")
 
@@ -77,7 +95,7 @@ class _Builder:
         self.budget -= 1
         if self.budget < 0:
             raise _TooLarge
-        self.doc.values[path] = _mark(node)
+        self.doc.values[path] = self._mark(node)
         if id(node) in self.active:
             self._problem(node, path, "an alias refers to itself", "YAML anchors may not recurse")
             return None
@@ -128,25 +146,29 @@ class _Builder:
                     f"duplicate key {key!r}",
                     f"first given on line {first.line}; YAML keeps only the last one",
                 )
-            self.doc.keys[child] = _mark(key_node)
+            self.doc.keys[child] = self._mark(key_node)
             if index >= merged:
                 written.add(key)
             out[key] = self.build(value_node, child)
         return out
 
+    def _mark(self, node: Node) -> Mark:
+        return self.lines.at(node.start_mark.index)
+
     def _problem(self, node: Node, path: Path, message: str, hint: str) -> None:
-        self.doc.problems.append((_mark(node), path, message, hint))
+        self.doc.problems.append((self._mark(node), path, message, hint))
 
 
 def read_yaml(text: str) -> Document:
     """Parse one YAML document. Syntax errors become a single problem at their position."""
     doc = Document(data=None)
+    lines = _Lines(text)
     loader: Any = None
     try:
         loader = _Loader(text)
         node = loader.get_single_node()
         if node is not None:
-            doc.data = _Builder(loader, doc).build(node, ())
+            doc.data = _Builder(loader, doc, lines).build(node, ())
     except _TooLarge:
         doc.problems.append(
             (Mark(1, 1), (), f"the document expands to more than {MAX_NODES} values", "")
@@ -154,7 +176,7 @@ def read_yaml(text: str) -> Document:
         doc.data = None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = Mark(mark.line + 1, mark.column + 1) if mark else Mark(1, 1)
+        where = lines.at(mark.index) if mark else Mark(1, 1)
         message = exc.problem or exc.context or "invalid YAML"
         doc.problems.append((where, (), f"YAML syntax error: {message}", ""))
         doc.data = None
