@@ -42,11 +42,13 @@ NAMES = st.from_regex(r"[a-z][a-z0-9-]{0,8}[a-z0-9]", fullmatch=True)
 DURATIONS = st.sampled_from(["100ms", "1s", "1m30s", "2h", "0", "7d"])
 PATHS = st.from_regex(r"/[a-z]{1,8}(/[a-z]{1,5})?", fullmatch=True)
 
+LITERALS = st.text(max_size=5).map(lambda text: text.replace("$", "$$"))
+"""Env values as a valid manifest writes them: a literal ``$`` doubled (``${`` alone is refused)."""
 SERVICES = st.fixed_dictionaries(
     {"command": st.sampled_from([["python3", "app.py"], "python3 -m http.server"])},
     optional={
         "replicas": st.integers(0, 5),
-        "env": st.dictionaries(st.from_regex(r"[A-Z_]{1,6}", fullmatch=True), st.text(max_size=5)),
+        "env": st.dictionaries(st.from_regex(r"[A-Z_]{1,6}", fullmatch=True), LITERALS),
         "health": st.fixed_dictionaries({"http": st.just("/healthz"), "interval": DURATIONS}),
         "restart": st.sampled_from(["always", "on-failure", "never"]),
         "stop_grace_period": DURATIONS,

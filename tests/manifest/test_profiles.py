@@ -115,7 +115,10 @@ def test_parsing_of_the_variable() -> None:
 def test_validate_names_what_it_leaves_out_and_profile_flag_includes_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("SHOAL_PROFILES", raising=False)
+    # `--profile` sets SHOAL_PROFILES for the rest of the process (a detached daemon inherits
+    # it): setenv first, so that the teardown removes what the command leaves behind.
+    monkeypatch.setenv("SHOAL_PROFILES", "")
+    monkeypatch.delenv("SHOAL_PROFILES")
     file = write(tmp_path, MANIFEST)
     result = CliRunner().invoke(cli, ["validate", "-f", str(file)])
     assert result.exit_code == 0, result.output
