@@ -13,7 +13,9 @@ starts before ``start()`` and stops at the first ``200`` from ``GET /healthz`` o
   guest's timeline). Baseline: the same app as a plain ``python3`` on this host.
 - **restore**: one snapshot of a fresh boot (made once, like the runtime does after the first
   healthy instance), then each sample restores a clone (RAM file mapped private, device state
-  loaded, clock and entropy synced over the control line). Baseline: the cold boot.
+  loaded, clock and entropy synced over the control line) into the standby qemu the runtime
+  launched after the previous start, as it does under a daemon. Baseline: the cold boot. The
+  minimal app's restores are also timed with standbys off (a qemu launched for each restore).
 - **RSS per VM**: the qemu process's RSS while serving, restored clone vs cold-booted VM.
 - **bake**: cached (nothing to do), service disk only (a code change) and, in full runs only, a
   cold bake into an empty cache but for the guest kernel (gcc, mmdebstrap, mkfs: about a minute;
@@ -51,6 +53,7 @@ from typing import Any
 
 from bench.figures import Figure, at_most
 from bench.harness import Run, from_samples, main
+from shoal.runtimes import procfs
 from shoal.runtimes.base import Handle, InstanceSpec, Limits
 from shoal.runtimes.vm import Baker, VmRuntime, hosting
 from shoal.runtimes.vm.running import inputs_of
@@ -122,7 +125,12 @@ def spec_for(app: Path, logs: Path, ordinal: int) -> InstanceSpec:
         ordinal=ordinal,
         revision="r",
         command=("python3", "app.py"),
-        env={"PORT": "8080", "SHOAL_APP": "benchvm", "SHOAL_SERVICE": "bench"},
+        env={
+            "PORT": "8080",
+            "SHOAL_APP": "benchvm",
+            "SHOAL_SERVICE": "bench",
+            "SHOAL_STATE": str(logs.parent / "state"),  # as a daemon's: standby qemus on
+        },
         port=8080,
         host_port=free_port(),
         limits=Limits(memory_bytes=256 << 20, cpus=1),
@@ -207,8 +215,9 @@ async def measure_vms(run: Run, app: Path, logs: Path) -> dict[str, Any]:
 
 
 async def measure_minimal(run: Run, app: Path, logs: Path) -> dict[str, list[float]]:
-    """Cold boots and restores of the minimal app, as :func:`measure_vms` does them."""
-    out: dict[str, list[float]] = {"cold": [], "restore": []}
+    """Cold boots and restores of the minimal app, as :func:`measure_vms` does them; then
+    restores with standby qemus off (each into a qemu launched for it)."""
+    out: dict[str, list[float]] = {"cold": [], "restore": [], "fresh_qemu": [], "standby_rss": []}
     runtime = VmRuntime()
     try:
         took, handle, _, _ = await timed_start(runtime, spec_for(app, logs, 300))
@@ -220,8 +229,18 @@ async def measure_minimal(run: Run, app: Path, logs: Path) -> dict[str, list[flo
             took, handle, _, _ = await timed_start(runtime, spec_for(app, logs, 400 + index))
             out["restore"].append(took)
             await runtime.stop(handle, 2.0)
+        measured = procfs.usage(sorted(runtime.standbys.pids()))
+        out["standby_rss"] = [float(measured[1])] if measured else []
     finally:
         await runtime.close()
+    fresh = VmRuntime(standby=False)
+    try:
+        for index in range(run.pick(quick=3, full=7)):
+            took, handle, _, _ = await timed_start(fresh, spec_for(app, logs, 450 + index))
+            out["fresh_qemu"].append(took)
+            await fresh.stop(handle, 2.0)
+    finally:
+        await fresh.close()
     for took, _ in await cold_boots(run.pick(quick=0, full=4), app, logs, first=500):
         out["cold"].append(took)
     return out
@@ -293,7 +312,21 @@ def measure(run: Run) -> Iterator[Figure]:
         scale=1.0,
         baseline=("cold boot", m["cold"]),
         target=at_most(0.25, on="value", source=DESIGN),
-        note=f"qemu start + device state + clock/entropy sync + first request; {load}",
+        note="into the standby qemu launched after the previous start: device state + "
+        f"clock/entropy sync + first request; {load}",
+    )
+    yield from_samples(
+        "VM restore into a qemu launched for it (standby off), minimal app",
+        m["fresh_qemu"],
+        unit="s",
+        scale=1.0,
+        baseline=("restore into a standby qemu", m["restore"]),
+        note="adds qemu's exec, set-up and QMP handshake to every restore; a standby costs "
+        + (
+            f"{m['standby_rss'][0] / (1 << 20):.0f} MiB RSS while idle"
+            if m["standby_rss"]
+            else "an idle qemu"
+        ),
     )
     yield from_samples(
         "VM cold boot, http.server app",

@@ -86,6 +86,7 @@ def test_vm_service_life_cycle(baked: Baker, no_leftover_vms: Project) -> None:
     os.kill(before, signal.SIGKILL)
     wait_until(lambda: (p := pids(project)) and p[0] != before, timeout=60)
     assert "restored from snapshot" in log_of(project, "web")
+    assert "into a standby qemu" in log_of(project, "web")  # launched once the snapshot was made
     second = fetch(gateway, "/web/whoami")
     assert second["boot"] != first["boot"]  # the clone's boot is the snapshot's, not instance 0's
     assert abs(second["time"] - time.time()) < 5  # its wall clock was set on restore

@@ -13,7 +13,16 @@ import pytest
 from shoal.errors import RuntimeNotAvailable
 from shoal.manifest.loading import load_manifest
 from shoal.runtimes.base import InstanceSpec, Limits
-from shoal.runtimes.vm import baking, hosting, initramfs, kernel, kernel_config, qemu, vmlinux
+from shoal.runtimes.vm import (
+    baking,
+    hosting,
+    initramfs,
+    kernel,
+    kernel_config,
+    qemu,
+    standbys,
+    vmlinux,
+)
 from shoal.runtimes.vm.running import describe, inputs_of, inputs_of_service
 from shoal.runtimes.vm.snapshots import Snapshots
 from shoal.runtimes.vm.snapshots import disk_identity as snapshot_disk_identity
@@ -358,3 +367,45 @@ async def test_a_gcc_without_static_libc_names_libc6_dev(
     monkeypatch.setenv("PATH", str(tools))
     with pytest.raises(RuntimeNotAvailable, match="apt-get install libc6-dev"):
         await baking.Baker(tmp_path / "cache").guest_init()
+
+
+def test_a_taken_standby_is_found_by_its_identity_file_and_an_untaken_one_is_an_orphan(
+    tmp_path: Path,
+) -> None:
+    taken, untaken, gone = tmp_path / "taken", tmp_path / "untaken", tmp_path / "gone"
+    taken.mkdir()
+    untaken.mkdir()
+    (taken / standbys.IDENTITY_FILE).write_text(
+        "SHOAL_STATE=/s\nSHOAL_SERVICE=web\nSHOAL_INSTANCE=2\n"
+    )
+    runs = {10: str(taken), 11: str(untaken), 12: str(gone)}
+    web = {"SHOAL_STATE": "/s", "SHOAL_SERVICE": "web"}
+    assert standbys.find({**web, "SHOAL_INSTANCE": "2"}, runs) == [10]
+    assert standbys.find({**web, "SHOAL_INSTANCE": "3"}, runs) == []
+    assert standbys.find({**web, "SHOAL_INSTANCE": "2", "SHOAL_STATE": "/t"}, runs) == []
+    # never taken (no identity; a folder gone counts alike), and not this runtime's own
+    assert standbys.orphans(runs, mine=set()) == [11, 12]
+    assert standbys.orphans(runs, mine={11}) == [12]
+
+
+def test_a_standby_forwards_no_port_and_names_what_a_take_over_changes() -> None:
+    """A standby's argv forwards no port (``hostfwd_add`` adds it at take-over) and gives the
+    netdev and console the ids the take-over names."""
+    machine = qemu.Machine(
+        kernel=Path("/k"),
+        initramfs=Path("/i"),
+        disks=(Path("/r"), Path("/s")),
+        host=hosting.Host(accel="tcg", tsc_khz=1000, why="test"),
+        port=8080,
+        host_port=None,
+        console=Path("/run/qemu.log"),
+        control=Path("/run/c"),
+        qmp=Path("/run/q"),
+        pidfile=Path("/run/p"),
+        incoming_fd=7,
+    )
+    args = qemu.argv(machine)
+    netdev = args[args.index("-netdev") + 1]
+    assert netdev == f"user,id={qemu.NETDEV},restrict=on"
+    assert f"file,id={qemu.CONSOLE},path=/run/qemu.log,append=on" in args
+    assert args[-2:] == ["-incoming", "defer"]

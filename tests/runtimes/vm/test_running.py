@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,15 +133,18 @@ async def test_stop_kills_the_command_after_the_grace_period(app: Path) -> None:
         await runtime.close()
 
 
-def started_by_a_dead_daemon(app: Path, ordinal: int) -> tuple[InstanceSpec, Handle]:
-    """A VM whose runtime's process exited without stopping it (see tests/.../starting.py)."""
+def started_by_a_dead_daemon(
+    app: Path, ordinal: int, *extra: str
+) -> tuple[InstanceSpec, Handle, dict[str, Any]]:
+    """A VM whose runtime's process exited without stopping it (see tests/.../starting.py);
+    the third item is everything that process printed."""
     spec = make_spec(app, ordinal)
     result = subprocess.run(
         [sys.executable, "-m", "tests.runtimes.vm.starting", str(app), str(ordinal),
-         str(spec.host_port)],
+         str(spec.host_port), *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=90, check=True,
     )  # fmt: skip
-    started = json.loads(result.stdout)
+    started: dict[str, Any] = json.loads(result.stdout)
     handle = Handle(
         spec=spec,
         pid=started["pid"],
@@ -148,11 +152,11 @@ def started_by_a_dead_daemon(app: Path, ordinal: int) -> tuple[InstanceSpec, Han
         host_port=spec.host_port,
         runtime_ref=started["ref"],
     )
-    return spec, handle
+    return spec, handle, started
 
 
 async def test_a_new_runtime_adopts_then_stops_a_running_vm(app: Path) -> None:
-    spec, handle = await asyncio.to_thread(started_by_a_dead_daemon, app, 3)
+    spec, handle, _ = await asyncio.to_thread(started_by_a_dead_daemon, app, 3)
     runtime = VmRuntime()
     try:
         assert procfs.is_alive(handle.pid or 0, handle.pid_start_time)
@@ -170,13 +174,96 @@ async def test_a_new_runtime_adopts_then_stops_a_running_vm(app: Path) -> None:
 
 
 async def test_sweep_kills_a_vm_nobody_recorded(app: Path) -> None:
-    _, handle = await asyncio.to_thread(started_by_a_dead_daemon, app, 4)
+    _, handle, _ = await asyncio.to_thread(started_by_a_dead_daemon, app, 4)
     runtime = VmRuntime()
     identity = {"SHOAL_STATE": state_of(app), "SHOAL_SERVICE": "run", "SHOAL_INSTANCE": "4"}
     try:
         assert await runtime.sweep(identity) == [handle.pid]
         await asyncio.sleep(0.3)
         assert not procfs.is_alive(handle.pid or 0, handle.pid_start_time)
+        assert not Path(handle.runtime_ref or "/nonexistent").exists()
+    finally:
+        await runtime.close()
+
+
+async def standing_by(runtime: VmRuntime) -> int:
+    for _ in range(3000):
+        if pids := runtime.standbys.pids():
+            return pids.pop()
+        await asyncio.sleep(0.01)
+    raise AssertionError("no standby qemu within 30 s")
+
+
+def environ(pid: int) -> dict[str, str]:
+    items = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+    return dict(item.partition("=")[::2] for item in items if item)
+
+
+async def test_a_start_takes_over_the_standby_qemu_launched_after_the_last(app: Path) -> None:
+    runtime = VmRuntime()
+    first, second = make_spec(app, 6), make_spec(app, 7)
+    try:
+        handle = await runtime.start(first)  # this runtime has no standby yet: a qemu of its own
+        assert "into a standby qemu" not in first.log_path.read_text()
+        standby = await standing_by(runtime)
+        assert standby != handle.pid
+        identity = environ(standby)
+        assert identity["SHOAL_VM_STANDBY"] == "1" and identity["SHOAL_SERVICE"] == "run"
+        assert "SHOAL_INSTANCE" not in identity  # which instance it becomes is not known yet
+        with pytest.raises(ConnectionRefusedError):  # nothing forwarded to it yet
+            socket.create_connection(("127.0.0.1", second.host_port or 0), timeout=1).close()
+
+        taken = await runtime.start(second)
+        assert taken.pid == standby
+        assert "restored from snapshot" in second.log_path.read_text()
+        assert "into a standby qemu" in second.log_path.read_text()
+        whoami = await asyncio.to_thread(get, second, "/whoami")
+        assert abs(float(str(whoami["time"])) - time.time()) < 5  # clock synced at take-over
+        await asyncio.to_thread(get, second, "/print/from-the-taken-standby")
+        assert await standing_by(runtime) not in (standby, handle.pid)  # the next one
+
+        ended = await runtime.stop(taken, 2.0)
+        assert ended.code == 0, ended
+        assert "from-the-taken-standby" in second.log_path.read_text()  # console moved over
+        assert not Path(taken.runtime_ref or "/nonexistent").exists()
+        await runtime.stop(handle, 2.0)
+    finally:
+        await runtime.close()  # kills the standby: no_leftover_vms checks
+
+
+async def test_a_taken_standby_is_adopted_or_swept_like_any_vm(app: Path) -> None:
+    """A runtime that took over a standby dies: its instance is adopted, the unrecorded first
+    one is swept by its environment, the standby it left is killed as an orphan."""
+    spec, handle, started = await asyncio.to_thread(started_by_a_dead_daemon, app, 8, "standby")
+    left = int(started["standby"])
+    first = int(started["first"]["pid"])
+    assert all(procfs.is_alive(pid, None) for pid in (handle.pid or 0, left, first))
+    runtime = VmRuntime()
+    try:
+        adopted = await runtime.adopt(handle)
+        assert adopted is not None
+        await asyncio.sleep(0.3)
+        assert not procfs.is_alive(left, None)  # the orphaned standby, killed on adoption
+        assert (await asyncio.to_thread(get, spec, "/healthz"))["ok"] is True
+        identity = {"SHOAL_STATE": state_of(app), "SHOAL_SERVICE": "run", "SHOAL_INSTANCE": "108"}
+        assert await runtime.sweep(identity) == [first]
+        ended = await runtime.stop(adopted, 2.0)
+        assert ended.code == 0, ended
+    finally:
+        await runtime.close()
+
+
+async def test_sweep_finds_a_taken_standby_by_its_identity_file(app: Path) -> None:
+    _, handle, started = await asyncio.to_thread(started_by_a_dead_daemon, app, 9, "standby")
+    runtime = VmRuntime()
+    identity = {"SHOAL_STATE": state_of(app), "SHOAL_SERVICE": "run"}
+    try:
+        assert await runtime.sweep({**identity, "SHOAL_INSTANCE": "9"}) == [handle.pid]
+        assert await runtime.sweep({**identity, "SHOAL_INSTANCE": "109"}) == [
+            started["first"]["pid"]
+        ]
+        await asyncio.sleep(0.3)
+        assert not procfs.is_alive(int(started["standby"]), None)
         assert not Path(handle.runtime_ref or "/nonexistent").exists()
     finally:
         await runtime.close()

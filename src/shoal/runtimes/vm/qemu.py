@@ -51,6 +51,10 @@ BOOT_ARGS = (
 RESTORE_POLL = 0.002
 """Seconds between polls while qemu starts (its sockets) and loads a snapshot's device state."""
 PR_SET_PDEATHSIG = 1
+NETDEV = "net"
+"""The netdev's id (``hostfwd_add`` names it)."""
+CONSOLE = "console"
+"""The serial console chardev's id (``chardev-change`` names it)."""
 MIN_MEMORY_MIB = 192
 DEFAULT_MEMORY_MIB = 256
 
@@ -127,8 +131,8 @@ def argv(machine: Machine, binary: str = "qemu-system-x86_64") -> list[str]:
     args += ["-M", machine_opts, "-m", f"{machine.memory_mib}M", "-smp", str(machine.cpus)]
     args += ["-kernel", str(machine.kernel), "-initrd", str(machine.initramfs)]
     args += ["-append", kernel_args(host)]
-    args += ["-chardev", f"file,id=console,path={machine.console},append=on"]
-    args += ["-serial", "chardev:console"]
+    args += ["-chardev", f"file,id={CONSOLE},path={machine.console},append=on"]
+    args += ["-serial", f"chardev:{CONSOLE}"]
     args += ["-chardev", f"socket,id=control,path={machine.control},server=on,wait=off"]
     args += ["-device", "isa-serial,chardev=control"]
     for index, disk in enumerate(machine.disks):
@@ -138,10 +142,10 @@ def argv(machine: Machine, binary: str = "qemu-system-x86_64") -> list[str]:
             f"snapshot={'on' if machine.disk_snapshot else 'off'},cache=unsafe",
         ]
         args += ["-device", f"virtio-blk-device,drive=disk{index}"]
-    netdev = "user,id=net,restrict=on"
+    netdev = f"user,id={NETDEV},restrict=on"
     if machine.port is not None and machine.host_port is not None:
         netdev += f",hostfwd=tcp:127.0.0.1:{machine.host_port}-:{machine.port}"
-    args += ["-netdev", netdev, "-device", "virtio-net-device,netdev=net"]
+    args += ["-netdev", netdev, "-device", f"virtio-net-device,netdev={NETDEV}"]
     args += ["-device", "virtio-rng-device"]
     args += ["-qmp", f"unix:{machine.qmp},server=on,wait=off"]
     args += ["-pidfile", str(machine.pidfile)]
@@ -183,23 +187,35 @@ async def launch(
 
 async def restore(machine: Machine) -> None:
     """Load a clone's device state (``-incoming defer``): its RAM is the snapshot's file."""
+    if machine.incoming_fd is None:
+        raise ValueError("restore needs a machine started with incoming_fd")
     monitor = await Qmp.connect(machine.qmp)
     try:
-        await monitor.execute(
-            "migrate-set-capabilities",
-            capabilities=[{"capability": "x-ignore-shared", "state": True}],
-        )
-        await monitor.execute("migrate-incoming", uri=f"fd:{machine.incoming_fd}")
-        while True:  # a few ms: only the device state is read
-            status = (await monitor.execute("query-migrate")).get("status")
-            if status == "completed":
-                break
-            if status in ("failed", "cancelled"):
-                raise QmpError(f"loading the snapshot {status}")
-            await asyncio.sleep(RESTORE_POLL)
-        await monitor.execute("cont")  # the snapshot was taken paused
+        await expect_snapshot(monitor)
+        await load(monitor, machine.incoming_fd)
     finally:
         await monitor.close()
+
+
+async def expect_snapshot(monitor: Qmp) -> None:
+    """Set ``x-ignore-shared`` on a clone, as the maker had: the stream holds no RAM pages."""
+    await monitor.execute(
+        "migrate-set-capabilities",
+        capabilities=[{"capability": "x-ignore-shared", "state": True}],
+    )
+
+
+async def load(monitor: Qmp, fd: int) -> None:
+    """Read the device state from ``fd`` (qemu's own descriptor number) and resume the guest."""
+    await monitor.execute("migrate-incoming", uri=f"fd:{fd}")
+    while True:  # a few ms: only the device state is read
+        status = (await monitor.execute("query-migrate")).get("status")
+        if status == "completed":
+            break
+        if status in ("failed", "cancelled"):
+            raise QmpError(f"loading the snapshot {status}")
+        await asyncio.sleep(RESTORE_POLL)
+    await monitor.execute("cont")  # the snapshot was taken paused
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -263,6 +279,17 @@ class Qmp:
         request: dict[str, Any] = {"execute": command}
         if arguments:
             request["arguments"] = arguments
+        return await self._call(request, fd)
+
+    async def human(self, command_line: str) -> str:
+        """A human-monitor command (``hostfwd_add`` has no QMP form); the text it printed,
+        which is where HMP reports a failure."""
+        arguments = {"command-line": command_line}
+        said = await self._call({"execute": "human-monitor-command", "arguments": arguments})
+        return said if isinstance(said, str) else ""
+
+    async def _call(self, request: dict[str, Any], fd: int | None = None) -> Any:
+        command = request["execute"]
         data = json.dumps(request).encode() + b"\n"
         if fd is None:
             await asyncio.get_running_loop().sock_sendall(self._sock, data)
@@ -285,8 +312,10 @@ __all__ = [
     "Qmp",
     "QmpError",
     "argv",
+    "expect_snapshot",
     "kernel_args",
     "launch",
+    "load",
     "memory_mib",
     "new_run_folder",
     "restore",

@@ -6,7 +6,9 @@ supervisor's. Per instance:
 
 - **start**: the image is baked if stale (:mod:`~shoal.runtimes.vm.baking`; ``prepare`` does it
   up front with progress). If a snapshot of the image (and machine shape) exists, the VM is
-  restored from it and ``sync``ed (clock, entropy) before ``start`` returns; otherwise it boots
+  restored from it (into the snapshot's standby qemu when one is ready,
+  :mod:`~shoal.runtimes.vm.standbys`; a new standby is launched for the next start) and
+  ``sync``ed (clock, entropy) before ``start`` returns; otherwise it boots
   cold and ``start`` returns once the guest init says the service port accepts inside the guest
   (at most :data:`READY_WAIT`; health checks then find it listening at once, rather than sending
   probes into a guest whose network is not up yet, where slirp holds a connection until its
@@ -43,11 +45,12 @@ from shoal.manifest import Project
 from shoal.manifest.schema import Service
 from shoal.runtimes import procfs, watching
 from shoal.runtimes.base import Exit, Handle, InstanceSpec, Stats
-from shoal.runtimes.vm import hosting, qemu
+from shoal.runtimes.vm import hosting, qemu, standbys
 from shoal.runtimes.vm.baking import Baker, Image, Progress, ServiceInputs
 from shoal.runtimes.vm.channel import Channel
 from shoal.runtimes.vm.hosting import Host
 from shoal.runtimes.vm.snapshots import Snapshot, Snapshots, snapshot_key
+from shoal.runtimes.vm.standbys import Standbys
 
 logger = logging.getLogger(__name__)
 
@@ -118,16 +121,22 @@ class VmRuntime:
         cache: Path | None = None,
         host: Host | None = None,
         snapshots: bool = True,
+        standby: bool = True,
         clock: Callable[[], float] = time.time,
         poll_interval: float = 0.05,
     ) -> None:
         """``cache``: where images and snapshots live (default ``~/.cache/shoal/vm``);
         ``host``: accelerator and TSC (default: detected); ``snapshots``: False always boots
-        cold; ``clock``: wall clock for ``Handle.started_at``."""
+        cold; ``standby``: False restores into a qemu launched for the start (never one launched
+        ahead, :mod:`~shoal.runtimes.vm.standbys`); ``clock``: wall clock for
+        ``Handle.started_at``."""
         self.baker = Baker(cache)
         self.snapshots = Snapshots(self.baker.cache)
+        self.standbys = Standbys()
         self._host = host
         self._use_snapshots = snapshots
+        self._use_standbys = snapshots and standby
+        self._swept: set[str] = set()  # state folders whose orphaned standbys are gone
         self._clock = clock
         self._poll_interval = poll_interval
         self._instances: dict[int, _Instance] = {}
@@ -160,6 +169,7 @@ class VmRuntime:
 
     async def start(self, spec: InstanceSpec) -> Handle:
         hosting.require("qemu-system-x86_64")
+        self._clear_orphans(spec.env.get("SHOAL_STATE"))
         try:
             image = await self.baker.bake(inputs_of(spec), self.progress)
         except ShoalError:
@@ -179,8 +189,11 @@ class VmRuntime:
                 await asyncio.wait_for(asyncio.shield(maker), MAKER_WAIT)
             snapshot = self.snapshots.find(key, memory_mib=memory, cpus=cpus)
         if self._use_snapshots and snapshot is not None:
-            handle = await self._restore(spec, image, snapshot)
+            handle = await self._from_standby(spec, key, snapshot)
+            if handle is None:
+                handle = await self._restore(spec, image, snapshot)
             if handle is not None:
+                self._stand_by(spec, image, snapshot, key)  # for the next start
                 return handle
             logger.warning("[%s] restore from the snapshot failed: booting cold", spec.label)
         handle, instance = await self._boot(spec, image, memory, cpus)
@@ -245,6 +258,7 @@ class VmRuntime:
         if instance is not None:
             return instance.handle
         label = handle.spec.label
+        self._clear_orphans(handle.spec.env.get("SHOAL_STATE"))
         if handle.pid is None or handle.pid_start_time is None or handle.runtime_ref is None:
             return None
         run = Path(handle.runtime_ref)
@@ -278,21 +292,34 @@ class VmRuntime:
 
     async def sweep(self, match: Mapping[str, str]) -> list[int]:
         """Kill unwatched qemus whose environment holds ``match`` (started just before a
-        daemon crash, before their pid was recorded), and remove their run folders."""
+        daemon crash, before their pid was recorded), or standbys taken over as that instance
+        (their run folder's ``identity``), and remove their run folders."""
+        state = match.get("SHOAL_STATE")
+        self._clear_orphans(state)
         watched = set(self._instances)
         killed = [pid for pid in procfs.with_environ(match) if pid not in watched]
+        if state is not None:
+            taken = _runs(standbys.standby_pids(state, match.get("SHOAL_SERVICE")))
+            killed += [pid for pid in standbys.find(match, taken) if pid not in watched]
         for pid in killed:
-            run = _environ_value(pid, "SHOAL_VM_RUN")
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-            if run:
-                shutil.rmtree(run, ignore_errors=True)
+            standbys.kill(pid, _environ_value(pid, "SHOAL_VM_RUN"))
             logger.warning("killed VM pid %d: its daemon crashed before recording it", pid)
-        return killed
+        return sorted(killed)
+
+    def _clear_orphans(self, state: str | None) -> None:
+        """Once per state folder: kill standbys a crashed daemon left (never taken over)."""
+        if not state or state in self._swept:
+            return
+        self._swept.add(state)
+        runs = _runs(standbys.standby_pids(state))
+        for pid in standbys.orphans(runs, self.standbys.pids()):
+            standbys.kill(pid, runs[pid])
+            logger.info("killed standby VM pid %d left by a crashed daemon", pid)
 
     async def close(self) -> None:
         """Stop watching (VMs keep running: a later runtime can adopt them); stop snapshot
-        makers (a half-made snapshot is removed)."""
+        makers (a half-made snapshot is removed); kill the standbys."""
+        await self.standbys.close()
         tasks: list[asyncio.Task[object]] = []
         for maker in self._makers.values():
             maker.cancel()
@@ -341,22 +368,20 @@ class VmRuntime:
         _note(spec, f"booting VM image {image.key} cold ({self.host.why})")
         return await self._launch(spec, machine, run, pass_fds=())
 
+    def _clone(
+        self, spec: InstanceSpec, image: Image, snapshot: Snapshot, run: Path, **changes: object
+    ) -> qemu.Machine:
+        """The machine of a clone of ``snapshot`` (its RAM file private, its disk overlays)."""
+        base = self._machine(spec, image, run, snapshot.memory_mib, snapshot.cpus)
+        clone = {"disks": snapshot.disks, "disk_format": "qcow2", "ram_file": snapshot.ram}
+        return qemu.Machine(**{**base.__dict__, **clone, "ram_shared": False, **changes})
+
     async def _restore(self, spec: InstanceSpec, image: Image, snapshot: Snapshot) -> Handle | None:
         run = qemu.new_run_folder(f"{spec.name[:16]}-{spec.ordinal}-")
         started = time.monotonic()
         state = os.open(snapshot.state, os.O_RDONLY)
         try:
-            base = self._machine(spec, image, run, snapshot.memory_mib, snapshot.cpus)
-            machine = qemu.Machine(
-                **{
-                    **base.__dict__,
-                    "disks": snapshot.disks,
-                    "disk_format": "qcow2",
-                    "ram_file": snapshot.ram,
-                    "ram_shared": False,
-                    "incoming_fd": state,
-                }
-            )
+            machine = self._clone(spec, image, snapshot, run, incoming_fd=state)
             handle, instance = await self._launch(spec, machine, run, pass_fds=(state,))
         finally:
             os.close(state)
@@ -381,6 +406,79 @@ class VmRuntime:
             return handle
         await self.stop(handle, 0)
         return None
+
+    async def _from_standby(
+        self, spec: InstanceSpec, key: str, snapshot: Snapshot
+    ) -> Handle | None:
+        """Restore into the standby qemu of ``key`` (None: there was none, or it failed)."""
+        standby = await self.standbys.take(key)
+        if standby is None:
+            return None
+        started = time.monotonic()
+        standby.channel.label = spec.label
+        pid = standby.process.pid
+        handle = Handle(
+            spec=spec,
+            pid=pid,
+            pid_start_time=procfs.process_start_time(pid),
+            host_port=spec.host_port,
+            runtime_ref=str(standby.run),
+            started_at=self._clock(),
+        )
+        instance = self._watch(
+            handle, standby.run, standby.channel, self._watch_child(standby.process)
+        )
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        loaded = started
+        async with _no_qemu_left(handle, instance):  # cancelled (shutdown) mid-restore
+            try:
+                await standbys.take_over(
+                    standby,
+                    identity={key: spec.env[key] for key in IDENTITY if key in spec.env},
+                    log=spec.log_path,
+                    port=spec.port,
+                    host_port=spec.host_port,
+                )
+                loaded = time.monotonic()
+                synced = await standby.channel.sync(SYNC_TIMEOUT)
+            except (OSError, qemu.QmpError) as exc:
+                logger.warning("[%s] cannot restore into the standby qemu: %s", spec.label, exc)
+                synced = False
+            finally:
+                await standby.monitor.close()
+        if synced:
+            now = time.monotonic()
+            _note(
+                spec,
+                f"restored from snapshot {snapshot.folder.name} into a standby qemu in "
+                f"{now - started:.3f}s (device state {loaded - started:.3f}s, "
+                f"clock and entropy sync {now - loaded:.3f}s)",
+            )
+            return handle
+        await self.stop(handle, 0)
+        return None
+
+    def _stand_by(self, spec: InstanceSpec, image: Image, snapshot: Snapshot, key: str) -> None:
+        """Launch a standby qemu for the next start from ``snapshot`` (if there is none). Only
+        for instances of a state folder: that is how a crashed daemon's standbys are found."""
+        state = spec.env.get("SHOAL_STATE")
+        if not self._use_standbys or state is None or key in self.standbys:
+            return
+
+        def make(run: Path) -> tuple[qemu.Machine, dict[str, str]]:
+            console = run / standbys.QEMU_LOG
+            machine = self._clone(spec, image, snapshot, run, host_port=None, console=console)
+            env = {
+                "SHOAL_STATE": state,
+                "SHOAL_SERVICE": spec.name,
+                standbys.MARK: "1",
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "TMPDIR": str(run),
+                "SHOAL_VM_RUN": str(run),
+            }
+            return machine, env
+
+        self.standbys.launch(key, f"{spec.app}/{spec.name}", make, snapshot.state)
 
     async def _launch(
         self, spec: InstanceSpec, machine: qemu.Machine, run: Path, pass_fds: tuple[int, ...]
@@ -425,7 +523,7 @@ class VmRuntime:
         if self.snapshots.find(key, memory_mib=memory, cpus=cpus) is not None:
             return None
         self.progress(f"vm: {spec.name} is up; snapshotting a fresh boot for faster starts")
-        return await self.snapshots.make(
+        made = await self.snapshots.make(
             image,
             key=key,
             memory_mib=memory,
@@ -436,6 +534,8 @@ class VmRuntime:
             progress=self.progress,
             owner=f"{spec.app}/{spec.name}",
         )
+        self._stand_by(spec, image, made, key)
+        return made
 
     def _made(self, key: str, task: asyncio.Task[Snapshot | None]) -> None:
         if task.cancelled():
@@ -499,6 +599,7 @@ class VmRuntime:
             await asyncio.sleep(0)  # let the reader take the guest's last line
             ended = instance.channel.ended
             await instance.channel.close()
+        _keep_qemu_log(run, handle.spec.log_path)
         shutil.rmtree(run, ignore_errors=True)
         return describe(returncode, ended)
 
@@ -554,6 +655,20 @@ def _kill(handle: Handle, signum: int) -> None:
     if handle.pid is not None and procfs.is_alive(handle.pid, handle.pid_start_time):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(handle.pid, signum)
+
+
+def _keep_qemu_log(run: Path, log: Path) -> None:
+    """A taken-over standby's qemu wrote its own messages into its run folder: keep them."""
+    with contextlib.suppress(OSError):
+        said = (run / standbys.QEMU_LOG).read_bytes()
+        if said:
+            with log.open("ab") as kept:
+                kept.write(said)
+
+
+def _runs(pids: list[int]) -> dict[int, str]:
+    """Each pid's run folder (from its environment; empty if it has gone meanwhile)."""
+    return {pid: _environ_value(pid, "SHOAL_VM_RUN") or "" for pid in pids}
 
 
 def _environ_value(pid: int, key: str) -> str | None:

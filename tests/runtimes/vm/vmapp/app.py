@@ -2,7 +2,8 @@
 
 /healthz answers 200; /whoami answers the code's VERSION, the guest's boot id (one per cold
 boot, shared by clones of one snapshot), a fresh random token and the guest's wall clock;
-/exit/N answers, then exits with code N; /ignore-term makes it ignore SIGTERM.
+/exit/N answers, then exits with code N; /ignore-term makes it ignore SIGTERM; /print/WORD
+prints WORD on its stdout (the serial console, so the instance's log).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/ignore-term":
             IGNORING.set()
             body = {"ignoring": "SIGTERM"}
+        elif self.path.startswith("/print/"):
+            print(self.path.removeprefix("/print/"), flush=True)
+            body = {"printed": True}
         elif self.path.startswith("/exit/"):
             code = int(self.path.rsplit("/", 1)[1])
             threading.Timer(0.2, os._exit, args=(code,)).start()
