@@ -332,9 +332,30 @@ def test_a_service_keeps_only_its_most_recently_used_disks(tmp_path: Path) -> No
     os.utime(disks[0], ns=(10**10, 10**10))  # the oldest bake, reused last
     foreign = tmp_path / f"service-{other.owner}-0.ext4"
     foreign.write_bytes(b"")
+    legacy = tmp_path / "service-0123456789abcdef.ext4"  # an earlier naming: no owner
+    legacy.write_bytes(b"")
     removed = baker.prune_services(web.owner)
     assert sorted(removed) == sorted([disks[1], disks[2]])
     assert all(disk.exists() for disk in (disks[0], disks[3], disks[4], foreign))
+    assert not legacy.exists()
+
+
+def test_a_new_guest_init_or_base_replaces_the_older_ones_in_the_cache(tmp_path: Path) -> None:
+    baker = baking.Baker(tmp_path)
+    for name in ("init-old", "init-new", "kernel-k"):
+        (tmp_path / name).mkdir()
+    for name in ("base-old.ext4", "base-new.ext4"):
+        (tmp_path / name).touch()
+    (tmp_path / "init-old" / "init").write_bytes(b"x")
+    said: list[str] = []
+    baker._remove_others("init-*", tmp_path / "init-new", "guest init", said.append)
+    baker._remove_others("base-*.ext4", tmp_path / "base-new.ext4", "base", said.append)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["base-new.ext4", "init-new", "kernel-k"]
+    assert said == [
+        "vm: removed an older guest init (init-old)",
+        "vm: removed an older base (base-old.ext4)",
+    ]
 
 
 def test_a_snapshot_is_not_restored_onto_a_disk_baked_again(tmp_path: Path) -> None:

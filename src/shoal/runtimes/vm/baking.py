@@ -30,6 +30,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -56,6 +57,7 @@ BASE_FREE = 256 << 20
 """Free space left in the base root filesystem (sparse: it costs nothing until written)."""
 SERVICE_FREE = 64 << 20
 KEEP_SERVICE_DISKS = 3
+LEGACY_SERVICE_DISK = re.compile(r"service-[0-9a-f]{16}\.ext4")
 """Disks kept per service: the current one and a couple to roll back to; older ones are removed
 when a new one is baked (a running VM keeps its open file; a snapshot of a removed disk is
 simply not restored: its service boots cold and snapshots anew)."""
@@ -254,10 +256,7 @@ class Baker:
                 shutil.copyfile(image, out / "vmlinux")
                 (out / "version").write_text(release + "\n")
                 os.replace(out, folder)
-            for old in self.cache.glob("kernel-*"):
-                if old != folder and old.is_dir():
-                    shutil.rmtree(old, ignore_errors=True)
-                    progress(f"vm: removed an older kernel ({old.name})")
+            self._remove_others("kernel-*", folder, "kernel", progress)
             progress(f"vm: kernel {release} ready ({time.monotonic() - started:.0f}s)")
             return folder / "vmlinux"
 
@@ -282,7 +281,20 @@ class Baker:
                 archive = initramfs.newc(initramfs.entries((out / "init").read_bytes()))
                 (out / "initramfs.cpio").write_bytes(archive)
                 os.replace(out, folder)
+            self._remove_others("init-*", folder, "guest init", progress)
             return folder / "init"
+
+    def _remove_others(self, pattern: str, keep: Path, what: str, progress: Progress) -> None:
+        """Remove the cache's other ``pattern`` entries: made by an earlier recipe or source
+        (a running VM keeps its files open; a snapshot of an older image is not restored)."""
+        for old in self.cache.glob(pattern):
+            if old == keep:
+                continue
+            if old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
+            progress(f"vm: removed an older {what} ({old.name})")
 
     async def base(self, progress: Progress = _quiet) -> Path:
         target = self.cache / f"base-{self.base_key()}.ext4"
@@ -312,6 +324,7 @@ class Baker:
                 partial = Path(temp) / "base.ext4"
                 await commands.run(_mkfs(tree, partial, size, "shoal-root"))
                 os.replace(partial, target)
+            self._remove_others("base-*.ext4", target, "base root filesystem", progress)
             progress(f"vm: base root filesystem ready ({time.monotonic() - started:.1f}s)")
             return target
 
@@ -319,7 +332,11 @@ class Baker:
         return self.cache / f"service-{inputs.owner}-{self.service_key(inputs)}.ext4"
 
     def prune_services(self, owner: str, keep: int = KEEP_SERVICE_DISKS) -> list[Path]:
-        """Remove ``owner``'s disks beyond the ``keep`` most recently used (baked or reused)."""
+        """Remove ``owner``'s disks beyond the ``keep`` most recently used (baked or reused), and
+        disks named by an earlier scheme (``service-<hash>.ext4``, no owner: never used now)."""
+        for legacy in self.cache.glob("service-*.ext4"):
+            if LEGACY_SERVICE_DISK.fullmatch(legacy.name):
+                legacy.unlink(missing_ok=True)
         disks = sorted(
             self.cache.glob(f"service-{owner}-*.ext4"),
             key=lambda path: path.stat().st_mtime_ns,
