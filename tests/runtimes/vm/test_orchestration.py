@@ -149,6 +149,34 @@ def test_vm_service_life_cycle(baked: Baker, no_leftover_vms: Project) -> None:
     assert qemus_of(state) == []
 
 
+@pytest.mark.timeout(300)
+def test_an_autoscaled_vm_service_starts_from_zero_on_a_request(
+    baked: Baker, no_leftover_vms: Project
+) -> None:
+    """min 0: the gateway holds the first request while a VM boots cold; scaled to zero
+    again, the next request is served by a clone restored into the standby qemu."""
+    project = no_leftover_vms
+    app = project.root / "vmapp"
+    shutil.copytree(VMAPP, app, ignore=shutil.ignore_patterns("__pycache__"))
+    (app / "VERSION").write_text(f"zero-{os.getpid()}-{time.time_ns()}\n")
+    manifest = MANIFEST.replace("replicas: 1", "autoscale: {min: 0, max: 2, target_concurrency: 1}")
+    project.write(manifest)
+    up = project.shoal("up", "-d", "--wait-timeout", "300", timeout=330)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert pids(project) == {}
+    assert fetch(project.gateway_port, "/web/healthz") == {"ok": True}  # held through a boot
+    assert "booting VM image" in log_of(project, "web")
+    wait_until(lambda: "snapshot of web#snapshot ready" in log_of(project, "shoal"), timeout=240)
+
+    project.shoal("scale", "web=0", check=True)
+    wait_until(lambda: pids(project) == {} and not project.ps(), timeout=60)
+    answer = fetch(project.gateway_port, "/web/whoami")  # held through a restore
+    assert answer["version"].startswith("zero-")
+    assert "into a standby qemu" in log_of(project, "web")
+    down = project.shoal("down", "--timeout", "60", timeout=90)
+    assert down.returncode == 0, down.stdout + down.stderr
+
+
 def _dead(project: Project) -> bool:
     try:
         os.kill(project.daemon_pid(), 0)
