@@ -13,9 +13,10 @@ starts before ``start()`` and stops at the first ``200`` from ``GET /healthz`` o
   guest's timeline). Baseline: the same app as a plain ``python3`` on this host.
 - **restore**: one snapshot of a fresh boot (made once, like the runtime does after the first
   healthy instance), then each sample restores a clone (RAM file mapped private, device state
-  loaded, clock and entropy synced over the control line) into the standby qemu the runtime
-  launched after the previous start, as it does under a daemon. Baseline: the cold boot. The
-  minimal app's restores are also timed with standbys off (a qemu launched for each restore).
+  loaded, clock and entropy synced over the control line): the standby clone the runtime
+  restored ahead after the previous start (its command frozen until the sync), as it does under
+  a daemon. Baseline: the cold boot. The minimal app's restores are also timed with standbys off
+  (each restore launches its qemu, loads the state and runs the guest's first paths itself).
 - **RSS per VM**: the qemu process's RSS while serving, restored clone vs cold-booted VM.
 - **bake**: cached (nothing to do), service disk only (a code change) and, in full runs only, a
   cold bake into an empty cache but for the guest kernel (gcc, mmdebstrap, mkfs: about a minute;
@@ -312,16 +313,17 @@ def measure(run: Run) -> Iterator[Figure]:
         scale=1.0,
         baseline=("cold boot", m["cold"]),
         target=at_most(0.25, on="value", source=DESIGN),
-        note="into the standby qemu launched after the previous start: device state + "
-        f"clock/entropy sync + first request; {load}",
+        note="taking over the standby clone restored after the previous start: port, console, "
+        f"clock/entropy sync, thaw, first request; {load}",
     )
     yield from_samples(
-        "VM restore into a qemu launched for it (standby off), minimal app",
+        "VM restore with standby clones off, minimal app",
         m["fresh_qemu"],
         unit="s",
         scale=1.0,
-        baseline=("restore into a standby qemu", m["restore"]),
-        note="adds qemu's exec, set-up and QMP handshake to every restore; a standby costs "
+        baseline=("taking over a standby clone", m["restore"]),
+        note="each restore launches qemu, loads the state and runs the guest's first kernel "
+        "paths itself (translated anew under TCG); a standby clone costs "
         + (
             f"{m['standby_rss'][0] / (1 << 20):.0f} MiB RSS while idle"
             if m["standby_rss"]

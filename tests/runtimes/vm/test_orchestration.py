@@ -86,7 +86,7 @@ def test_vm_service_life_cycle(baked: Baker, no_leftover_vms: Project) -> None:
     os.kill(before, signal.SIGKILL)
     wait_until(lambda: (p := pids(project)) and p[0] != before, timeout=60)
     assert "restored from snapshot" in log_of(project, "web")
-    assert "into a standby qemu" in log_of(project, "web")  # launched once the snapshot was made
+    assert "(a standby clone)" in log_of(project, "web")  # launched once the snapshot was made
     second = fetch(gateway, "/web/whoami")
     assert second["boot"] != first["boot"]  # the clone's boot is the snapshot's, not instance 0's
     assert abs(second["time"] - time.time()) < 5  # its wall clock was set on restore
@@ -172,7 +172,7 @@ def test_an_autoscaled_vm_service_starts_from_zero_on_a_request(
     wait_until(lambda: pids(project) == {} and not project.ps(), timeout=60)
     answer = fetch(project.gateway_port, "/web/whoami")  # held through a restore
     assert answer["version"].startswith("zero-")
-    assert "into a standby qemu" in log_of(project, "web")
+    assert "(a standby clone)" in log_of(project, "web")
     down = project.shoal("down", "--timeout", "60", timeout=90)
     assert down.returncode == 0, down.stdout + down.stderr
 

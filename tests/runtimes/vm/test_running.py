@@ -5,6 +5,7 @@ snapshot made for the module (one cold boot + one snapshot, then about a second 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ import pytest
 
 from shoal.runtimes import procfs
 from shoal.runtimes.base import Handle, InstanceSpec, Limits
-from shoal.runtimes.vm import Baker, VmRuntime
+from shoal.runtimes.vm import Baker, VmRuntime, standbys
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio]
 VMAPP = Path(__file__).with_name("vmapp")
@@ -204,7 +205,7 @@ async def test_a_start_takes_over_the_standby_qemu_launched_after_the_last(app: 
     first, second = make_spec(app, 6), make_spec(app, 7)
     try:
         handle = await runtime.start(first)  # this runtime has no standby yet: a qemu of its own
-        assert "into a standby qemu" not in first.log_path.read_text()
+        assert "(a standby clone)" not in first.log_path.read_text()
         standby = await standing_by(runtime)
         assert standby != handle.pid
         identity = environ(standby)
@@ -216,7 +217,7 @@ async def test_a_start_takes_over_the_standby_qemu_launched_after_the_last(app: 
         taken = await runtime.start(second)
         assert taken.pid == standby
         assert "restored from snapshot" in second.log_path.read_text()
-        assert "into a standby qemu" in second.log_path.read_text()
+        assert "(a standby clone)" in second.log_path.read_text()
         whoami = await asyncio.to_thread(get, second, "/whoami")
         assert abs(float(str(whoami["time"])) - time.time()) < 5  # clock synced at take-over
         await asyncio.to_thread(get, second, "/print/from-the-taken-standby")
@@ -229,6 +230,34 @@ async def test_a_start_takes_over_the_standby_qemu_launched_after_the_last(app: 
         await runtime.stop(handle, 2.0)
     finally:
         await runtime.close()  # kills the standby: no_leftover_vms checks
+
+
+async def test_a_standby_clones_command_runs_nothing_until_it_is_taken_over(app: Path) -> None:
+    """The snapshot is taken with the command stopped; a standby clone runs its kernel ahead
+    (primed), the command only once a start's sync thaws it."""
+    runtime = VmRuntime()
+    first = make_spec(app, 11)
+    first = dataclasses.replace(first, env={**first.env, "VMAPP_TICK": "1"})  # its own image
+    second = dataclasses.replace(make_spec(app, 12), env=first.env)
+    try:
+        handle = await runtime.start(first)  # a cold boot: its command ticks
+        await asyncio.wait_for(asyncio.gather(*runtime._makers.values()), 240)
+        await runtime.stop(handle, 1.0)
+        assert "tick 3" in first.log_path.read_text()
+        standby = await standing_by(runtime)
+        await asyncio.sleep(1.0)  # 20 ticks, were it running
+        standing = Path(environ(standby)["SHOAL_VM_RUN"]) / standbys.QEMU_LOG
+        assert "tick" not in standing.read_text()
+
+        taken = await runtime.start(second)
+        assert taken.pid == standby
+        await asyncio.sleep(1.0)
+        ticks = [line for line in second.log_path.read_text().splitlines() if "tick" in line]
+        assert len(ticks) >= 5, ticks  # thawed: it goes on from where the snapshot stopped it
+        assert int(ticks[0].split()[1]) > 1
+        await runtime.stop(taken, 1.0)
+    finally:
+        await runtime.close()
 
 
 async def test_a_taken_standby_is_adopted_or_swept_like_any_vm(app: Path) -> None:

@@ -12,7 +12,7 @@
     qemu        command lines (pure), launching, and a QMP client
     channel     the host end of the guest init's control line
     snapshots   snapshot a fresh boot; restore clones from it
-    standbys    a clone's qemu launched ahead, taken over by the next restore
+    standbys    a clone restored ahead (its command frozen), taken over by the next start
     running     VmRuntime, the Runtime protocol over all of the above
 
 The registry (:mod:`shoal.runtimes.registry`) imports this package only when a manifest has a

@@ -3,8 +3,10 @@
 qemu exposes the guest's second serial port (``/dev/ttyS1``) as a unix socket in the instance's
 run folder; :class:`Channel` connects to it (again, after a daemon restart) and keeps one named
 reader task. The guest says ``ready`` (its service port accepts connections), ``synced`` (after
-a restore: clock and entropy done), ``warmed`` (the snapshot maker's one request answered),
-``exit <code>`` or ``signal <n>`` (how the command ended); the host says ``warm <path>``,
+a restore: clock and entropy done, the command thawed), ``primed`` (a standby's clock and
+entropy done, the command still frozen), ``warmed`` (the snapshot maker's one request answered),
+``frozen`` (the command stopped for the snapshot), ``exit <code>`` or ``signal <n>`` (how the
+command ended); the host says ``warm <path>``, ``freeze``, ``prime <unix-ns> <hex>``,
 ``sync <unix-ns> <hex>``, ``stop <grace>`` and ``kill <signum>``. The protocol's other end is
 ``guest_init.c`` (in this folder).
 """
@@ -32,7 +34,9 @@ class Channel:
         self.label = label
         self.ready = asyncio.Event()
         self.synced = asyncio.Event()
+        self.primed = asyncio.Event()
         self.warmed = asyncio.Event()
+        self.frozen = asyncio.Event()
         self.ended: tuple[str, int] | None = None  # ("exit", code) or ("signal", number)
         self._writer = writer
         self._task = asyncio.create_task(
@@ -69,8 +73,12 @@ class Channel:
             self.ready.set()
         elif verb == "synced":
             self.synced.set()
+        elif verb == "primed":
+            self.primed.set()
         elif verb == "warmed":
             self.warmed.set()
+        elif verb == "frozen":
+            self.frozen.set()
         elif verb in ("exit", "signal"):
             with contextlib.suppress(ValueError):
                 self.ended = (verb, int(rest))
@@ -86,11 +94,25 @@ class Channel:
             self._writer.write(line.encode() + b"\n")
 
     async def sync(self, timeout: float) -> bool:
-        """Give a restored guest the wall clock and fresh entropy; True once it confirmed."""
-        self.synced.clear()
-        self.say(f"sync {time.time_ns()} {os.urandom(ENTROPY_BYTES).hex()}")
+        """Give a restored guest the wall clock and fresh entropy and thaw its command; True
+        once it confirmed."""
+        fresh = f"{time.time_ns()} {os.urandom(ENTROPY_BYTES).hex()}"
+        return await self._ask(f"sync {fresh}", self.synced, timeout)
+
+    async def prime(self, timeout: float) -> bool:
+        """What :meth:`sync` does but the thaw: a standby's (its command stays frozen)."""
+        fresh = f"{time.time_ns()} {os.urandom(ENTROPY_BYTES).hex()}"
+        return await self._ask(f"prime {fresh}", self.primed, timeout)
+
+    async def freeze(self, timeout: float) -> bool:
+        """SIGSTOP the command's process group (the snapshot maker's last step)."""
+        return await self._ask("freeze", self.frozen, timeout)
+
+    async def _ask(self, line: str, answer: asyncio.Event, timeout: float) -> bool:
+        answer.clear()
+        self.say(line)
         try:
-            await asyncio.wait_for(self.synced.wait(), timeout)
+            await asyncio.wait_for(answer.wait(), timeout)
         except TimeoutError:
             return False
         return True

@@ -22,10 +22,14 @@
  *     is taken at that moment);
  *  4. answer the host on the control line (/dev/ttyS1), one text line per message:
  *     "warm <path>" (the snapshot maker: one GET to the service, answer "warmed"),
+ *     "freeze" (the snapshot maker, last: SIGSTOP the command's process group, answer "frozen":
+ *     a clone's command runs nothing until it is thawed),
+ *     "prime <unix-ns> <hex>" (a standby clone, before it is anyone's: what "sync" does except the
+ *     thaw, answer "primed"; the kernel paths a sync runs are then translated in this qemu),
  *     "sync <unix-ns> <hex>" (after a snapshot restore: set the wall clock, mix the bytes into the
  *     kernel's entropy pool with credit and force a CRNG reseed, announce the NIC's MAC to the new
- *     slirp with an ARP request, answer "synced"), "stop <s>" (SIGTERM the command, SIGKILL its
- *     process group after <s> seconds), "kill <n>" (signal n to it);
+ *     slirp with an ARP request, thaw the command, answer "synced"), "stop <s>" (SIGTERM the
+ *     command, SIGKILL its process group after <s> seconds), "kill <n>" (signal n to it);
  *  5. when the command exits, say "exit <code>" (or "signal <n>"), sync the disks and power off.
  * The host end of the protocol is shoal.runtimes.vm.channel.
  */
@@ -77,6 +81,7 @@ static pid_t app = 0;
 static int port = 0;
 static double grace = 10.0;
 static int ready = 0;
+static int frozen = 0; /* the command's group is SIGSTOPped (set before a snapshot) */
 static int64_t kill_at = 0; /* monotonic ms: SIGKILL the command's group then (0: not stopping) */
 /* Opened at boot, before any snapshot: a restored clone then runs only the sync's own kernel
  * paths (under TCG each first run of a kernel path is translated anew in every clone). */
@@ -308,7 +313,18 @@ static void announce(void) {
         perror("shoal-init: cannot announce " NIC);
 }
 
+static void freeze(void) {
+    if (app > 0 && kill(-app, SIGSTOP) == 0) frozen = 1;
+    say("frozen");
+}
+
+static void thaw(void) {
+    if (frozen && app > 0) kill(-app, SIGCONT);
+    frozen = 0;
+}
+
 static void stop(double seconds) {
+    thaw();
     if (app <= 0 || kill(app, SIGTERM) < 0) return;
     kill_at = now_ms() + (int64_t)(seconds * 1000);
     if (kill_at == 0) kill_at = 1;
@@ -321,12 +337,20 @@ static void handle(char *line) {
     if (strcmp(line, "sync") == 0) {
         set_clock_and_entropy(rest);
         announce();
+        thaw();
         say("synced");
+    } else if (strcmp(line, "prime") == 0) {
+        set_clock_and_entropy(rest);
+        announce();
+        say("primed");
     } else if (strcmp(line, "stop") == 0) {
         stop(*rest ? strtod(rest, NULL) : 10.0);
     } else if (strcmp(line, "warm") == 0) {
         warm(rest);
+    } else if (strcmp(line, "freeze") == 0) {
+        freeze();
     } else if (strcmp(line, "kill") == 0 && app > 0) {
+        thaw();
         kill(app, atoi(rest));
     }
 }

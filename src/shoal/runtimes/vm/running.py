@@ -6,9 +6,9 @@ supervisor's. Per instance:
 
 - **start**: the image is baked if stale (:mod:`~shoal.runtimes.vm.baking`; ``prepare`` does it
   up front with progress). If a snapshot of the image (and machine shape) exists, the VM is
-  restored from it (into the snapshot's standby qemu when one is ready,
-  :mod:`~shoal.runtimes.vm.standbys`; a new standby is launched for the next start) and
-  ``sync``ed (clock, entropy) before ``start`` returns; otherwise it boots
+  restored from it (by taking over the snapshot's standby clone when one is ready,
+  :mod:`~shoal.runtimes.vm.standbys`; a new one is restored ahead for the next start) and
+  ``sync``ed (clock, entropy, the command thawed) before ``start`` returns; otherwise it boots
   cold and ``start`` returns once the guest init says the service port accepts inside the guest
   (at most :data:`READY_WAIT`; health checks then find it listening at once, rather than sending
   probes into a guest whose network is not up yet, where slirp holds a connection until its
@@ -127,7 +127,7 @@ class VmRuntime:
     ) -> None:
         """``cache``: where images and snapshots live (default ``~/.cache/shoal/vm``);
         ``host``: accelerator and TSC (default: detected); ``snapshots``: False always boots
-        cold; ``standby``: False restores into a qemu launched for the start (never one launched
+        cold; ``standby``: False restores into a qemu launched for the start (no clone restored
         ahead, :mod:`~shoal.runtimes.vm.standbys`); ``clock``: wall clock for
         ``Handle.started_at``."""
         self.baker = Baker(cache)
@@ -410,7 +410,7 @@ class VmRuntime:
     async def _from_standby(
         self, spec: InstanceSpec, key: str, snapshot: Snapshot
     ) -> Handle | None:
-        """Restore into the standby qemu of ``key`` (None: there was none, or it failed)."""
+        """Take over the standby clone of ``key`` (None: there was none, or it failed)."""
         standby = await self.standbys.take(key)
         if standby is None:
             return None
@@ -429,7 +429,7 @@ class VmRuntime:
             handle, standby.run, standby.channel, self._watch_child(standby.process)
         )
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        loaded = started
+        taken = started
         async with _no_qemu_left(handle, instance):  # cancelled (shutdown) mid-restore
             try:
                 await standbys.take_over(
@@ -439,10 +439,10 @@ class VmRuntime:
                     port=spec.port,
                     host_port=spec.host_port,
                 )
-                loaded = time.monotonic()
+                taken = time.monotonic()
                 synced = await standby.channel.sync(SYNC_TIMEOUT)
             except (OSError, qemu.QmpError) as exc:
-                logger.warning("[%s] cannot restore into the standby qemu: %s", spec.label, exc)
+                logger.warning("[%s] cannot take over the standby clone: %s", spec.label, exc)
                 synced = False
             finally:
                 await standby.monitor.close()
@@ -450,16 +450,16 @@ class VmRuntime:
             now = time.monotonic()
             _note(
                 spec,
-                f"restored from snapshot {snapshot.folder.name} into a standby qemu in "
-                f"{now - started:.3f}s (device state {loaded - started:.3f}s, "
-                f"clock and entropy sync {now - loaded:.3f}s)",
+                f"restored from snapshot {snapshot.folder.name} (a standby clone) in "
+                f"{now - started:.3f}s (port and console {taken - started:.3f}s, "
+                f"clock and entropy sync {now - taken:.3f}s)",
             )
             return handle
         await self.stop(handle, 0)
         return None
 
     def _stand_by(self, spec: InstanceSpec, image: Image, snapshot: Snapshot, key: str) -> None:
-        """Launch a standby qemu for the next start from ``snapshot`` (if there is none). Only
+        """Restore a standby clone for the next start from ``snapshot`` (if there is none). Only
         for instances of a state folder: that is how a crashed daemon's standbys are found."""
         state = spec.env.get("SHOAL_STATE")
         if not self._use_standbys or state is None or key in self.standbys:

@@ -9,7 +9,9 @@ serving instance, so no request or client state ends up in the snapshot):
    disks match what its restored page cache believes), RAM in a file mapped **shared**;
 2. boot, wait for the guest init's ``ready`` (the service listens); one ``GET /`` from inside
    the guest warms the service (first-request imports and caches, like SnapStart's priming);
-   let it settle;
+   let it settle; ``freeze``: the guest init SIGSTOPs the command's process group, so a clone
+   runs none of the service's code until its ``sync`` thaws it (a standby clone runs its kernel
+   ahead, :mod:`~shoal.runtimes.vm.standbys`);
 3. QMP ``stop``, then ``migrate`` to a file (an inherited fd) with ``x-ignore-shared``: only the
    device state is written, the RAM already is in its file; ``quit``;
 4. rename the folder into place (``complete`` written last): a half-made snapshot is never used;
@@ -19,7 +21,8 @@ A clone maps the RAM file **private** (copy-on-write: clones share the unchanged
 the page cache) and loads the device state with ``-incoming fd:N``; its netdev is built from its
 own command line, so it gets its own ``hostfwd`` port. Then the runtime sends ``sync`` over the
 control line: the guest sets its wall clock to the host's and credits 32 fresh random bytes to
-the kernel's pool with an immediate CRNG reseed, before any request reaches it.
+the kernel's pool with an immediate CRNG reseed, then thaws the command, before any request
+reaches it.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ MIGRATE_POLL = 0.02
 WARM_PATH = "/"
 WARM_TIMEOUT = 30.0
 """The maker's one request to the service before the snapshot (its answer is not checked)."""
+FREEZE_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -218,6 +222,10 @@ async def _snapshot(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(channel.warmed.wait(), WARM_TIMEOUT)
         await asyncio.sleep(SETTLE)
+        if not await channel.freeze(FREEZE_TIMEOUT):
+            raise RuntimeError(
+                f"the snapshot VM did not stop its command within {FREEZE_TIMEOUT:g}s"
+            )
         monitor = await qemu.Qmp.connect(machine.qmp)
         try:
             await monitor.execute("stop")

@@ -1,12 +1,20 @@
-"""Standby qemus: a clone's process launched ahead, so a snapshot restore starts at the load.
+"""Standby clones: a snapshot restored ahead, its service's command still frozen.
 
-A restore into a new qemu spends 55-70 ms before it can load anything under TCG here: qemu's
-exec and dynamic linking (about 25 ms), its device set-up, then the QMP handshake. A standby is
-that qemu, launched in the background after a snapshot is made and after every start that used
-one: ``-incoming defer``, the snapshot's RAM file mapped private, the state file open (an
-inherited descriptor), QMP connected with ``x-ignore-shared`` set and the control line
-connected. Its guest has not run; it forwards no port, and its console and qemu's own messages
-go to a file in its run folder.
+Under TCG (no hardware KVM) a restore into a new qemu spends 55-70 ms before it can load
+anything (qemu's exec and dynamic linking, its device set-up, the QMP handshake), then about
+0.1 s in its first clock and entropy sync: every kernel path the guest runs after the restore
+(timer and serial interrupts, the tty, the scheduler, the entropy pool, the network's transmit
+path) is translated anew in each qemu, whoever runs it first. A standby pays both ahead, in the
+background, after a snapshot is made and after every start that used one:
+
+- qemu with ``-incoming defer``, the snapshot's RAM file mapped private, the state file open
+  (an inherited descriptor), QMP connected with ``x-ignore-shared``, the control line
+  connected; no port forwarded, its console and qemu's own messages in a file in its run
+  folder;
+- the device state loaded and the guest resumed, then ``prime``: clock and entropy set as a
+  sync does, with fresh bytes of its own. The service's command runs nothing: the snapshot was
+  taken with its process group stopped (``freeze``), and only a ``sync`` thaws it. The guest's
+  kernel and init idle meanwhile (a tickless kernel: next to no CPU).
 
 :class:`~shoal.runtimes.vm.running.VmRuntime` takes it over for the next start of the same
 snapshot (:func:`take_over`):
@@ -16,7 +24,8 @@ snapshot (:func:`take_over`):
    when a crashed daemon's unrecorded instance is swept);
 2. ``hostfwd_add`` (a human-monitor command) forwards the instance's port from 127.0.0.1;
 3. ``chardev-change`` points the serial console at the instance's log;
-4. the device state is loaded and the guest resumed, then synced as any restore is.
+4. then the runtime syncs it as any restore: the host's clock and fresh entropy (the clone's
+   randomness is its own however long it stood by) and the command thawed.
 
 The run folder becomes the instance's (its ``runtime_ref``), so adoption after a daemon crash
 is unchanged. One standby per snapshot costs one idle qemu: about 37 MiB of RSS and no CPU.
@@ -50,6 +59,7 @@ QEMU_LOG = "qemu.log"
 instance's log when the instance ends)."""
 Making = Callable[[Path], tuple[qemu.Machine, Mapping[str, str]]]
 """A standby's machine and qemu's environment, given its run folder."""
+PRIME_TIMEOUT = 10.0
 TAKE_WAIT = 5.0
 """Seconds a start waits for a standby still launching before it launches its own qemu."""
 
@@ -156,6 +166,7 @@ async def _launch(owner: str, make: Making, state: Path) -> Standby | None:
     run = qemu.new_run_folder(f"{owner.rpartition('/')[2][:16]}-standby-")
     process: asyncio.subprocess.Process | None = None
     monitor: qemu.Qmp | None = None
+    channel: Channel | None = None
     try:
         machine, env = make(run)
         fd = os.open(state, os.O_RDONLY)
@@ -167,10 +178,15 @@ async def _launch(owner: str, make: Making, state: Path) -> Standby | None:
         monitor = await qemu.Qmp.connect(machine.qmp)
         await qemu.expect_snapshot(monitor)
         channel = await Channel.connect(f"{owner}#standby", machine.control)
+        await qemu.load(monitor, fd)  # qemu's descriptor: the number it inherited
+        if not await channel.prime(PRIME_TIMEOUT):
+            raise qemu.QmpError(f"the clone did not confirm its clock within {PRIME_TIMEOUT:g}s")
         return Standby(owner, machine, process, run, monitor, channel)
     except BaseException as exc:
         if monitor is not None:
             await monitor.close()
+        if channel is not None:
+            await channel.close()
         if process is not None and process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
@@ -201,7 +217,7 @@ async def take_over(
     port: int | None,
     host_port: int | None,
 ) -> None:
-    """Make ``standby`` the instance ``identity`` names, load the snapshot and resume it."""
+    """Make ``standby`` the instance ``identity`` names (the caller then syncs it)."""
     (standby.run / IDENTITY_FILE).write_text(
         "".join(f"{key}={value}\n" for key, value in identity.items())
     )
@@ -216,9 +232,6 @@ async def take_over(
         id=qemu.CONSOLE,
         backend={"type": "file", "data": {"out": str(log), "append": True}},
     )
-    if standby.machine.incoming_fd is None:
-        raise qemu.QmpError("the standby has no snapshot to load")
-    await qemu.load(monitor, standby.machine.incoming_fd)
 
 
 def identity_of(run: Path) -> set[str]:

@@ -3,7 +3,8 @@
 /healthz answers 200; /whoami answers the code's VERSION, the guest's boot id (one per cold
 boot, shared by clones of one snapshot), a fresh random token and the guest's wall clock;
 /exit/N answers, then exits with code N; /ignore-term makes it ignore SIGTERM; /print/WORD
-prints WORD on its stdout (the serial console, so the instance's log).
+prints WORD on its stdout (the serial console, so the instance's log). With VMAPP_TICK set, a
+thread prints ``tick <n>`` every 50 ms (shows when the command runs: a standby clone's must not).
 """
 
 from __future__ import annotations
@@ -69,8 +70,18 @@ def on_term(*_: object) -> None:
         sys.exit(0)
 
 
+def tick() -> None:
+    count = 0
+    while True:
+        count += 1
+        print(f"tick {count}", flush=True)
+        time.sleep(0.05)
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, on_term)
+    if os.environ.get("VMAPP_TICK"):
+        threading.Thread(target=tick, daemon=True).start()
     # inside the guest: slirp forwards 127.0.0.1:HOSTPORT on the host to the guest's eth0
     server = ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler)
     print(f"serving {VERSION} on {os.environ['PORT']}", flush=True)
