@@ -434,7 +434,7 @@ class VmRuntime:
             try:
                 await standbys.take_over(
                     standby,
-                    identity={key: spec.env[key] for key in IDENTITY if key in spec.env},
+                    identity={name: spec.env[name] for name in IDENTITY if name in spec.env},
                     log=spec.log_path,
                     port=spec.port,
                     host_port=spec.host_port,
