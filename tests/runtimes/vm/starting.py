@@ -19,19 +19,11 @@ from pathlib import Path
 
 from shoal.runtimes.base import Handle
 from shoal.runtimes.vm import VmRuntime
-from tests.runtimes.vm.test_running import make_spec
+from tests.runtimes.vm.test_running import make_spec, standing_by
 
 
 def described(handle: Handle) -> dict[str, object]:
     return {"pid": handle.pid, "start": handle.pid_start_time, "ref": handle.runtime_ref}
-
-
-async def standing_by(runtime: VmRuntime) -> int:
-    for _ in range(3000):
-        if pids := runtime.standbys.pids():
-            return pids.pop()
-        await asyncio.sleep(0.01)
-    raise TimeoutError("no standby qemu within 30 s")
 
 
 async def start(app: Path, ordinal: int, port: int, standby: bool) -> None:

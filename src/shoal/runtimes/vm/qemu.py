@@ -208,14 +208,19 @@ async def expect_snapshot(monitor: Qmp) -> None:
 async def load(monitor: Qmp, fd: int) -> None:
     """Read the device state from ``fd`` (qemu's own descriptor number) and resume the guest."""
     await monitor.execute("migrate-incoming", uri=f"fd:{fd}")
-    while True:  # a few ms: only the device state is read
+    await migrated(monitor, "loading the snapshot")  # a few ms: only the device state is read
+    await monitor.execute("cont")  # the snapshot was taken paused
+
+
+async def migrated(monitor: Qmp, what: str, poll: float = RESTORE_POLL) -> None:
+    """Poll ``query-migrate`` until the migration in either direction completes."""
+    while True:
         status = (await monitor.execute("query-migrate")).get("status")
         if status == "completed":
-            break
+            return
         if status in ("failed", "cancelled"):
-            raise QmpError(f"loading the snapshot {status}")
-        await asyncio.sleep(RESTORE_POLL)
-    await monitor.execute("cont")  # the snapshot was taken paused
+            raise QmpError(f"{what} {status}")
+        await asyncio.sleep(poll)
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -317,6 +322,7 @@ __all__ = [
     "launch",
     "load",
     "memory_mib",
+    "migrated",
     "new_run_folder",
     "restore",
     "vcpus",

@@ -235,13 +235,7 @@ async def _snapshot(
             )
             await monitor.execute("getfd", fd=state_fd, fdname="snapshot")
             await monitor.execute("migrate", uri="fd:snapshot")
-            while True:
-                status = (await monitor.execute("query-migrate")).get("status")
-                if status == "completed":
-                    break
-                if status in ("failed", "cancelled"):
-                    raise RuntimeError(f"migration to the snapshot file {status}")
-                await asyncio.sleep(MIGRATE_POLL)
+            await qemu.migrated(monitor, "migration to the snapshot file", MIGRATE_POLL)
             with contextlib.suppress(qemu.QmpError):
                 await monitor.execute("quit")
         finally:
