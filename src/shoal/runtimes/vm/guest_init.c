@@ -25,7 +25,8 @@
  *     "freeze" (the snapshot maker, last: SIGSTOP the command's process group, answer "frozen":
  *     a clone's command runs nothing until it is thawed),
  *     "prime <unix-ns> <hex>" (a standby clone, before it is anyone's: what "sync" does except the
- *     thaw, answer "primed"; the kernel paths a sync runs are then translated in this qemu),
+ *     thaw, plus one TCP exchange with itself over loopback, answer "primed": the kernel paths a
+ *     sync and a first request run are then translated in this qemu),
  *     "sync <unix-ns> <hex>" (after a snapshot restore: set the wall clock, mix the bytes into the
  *     kernel's entropy pool with credit and force a CRNG reseed, announce the NIC's MAC to the new
  *     slirp with an ARP request, thaw the command, answer "synced"), "stop <s>" (SIGTERM the
@@ -241,6 +242,33 @@ static void warm(const char *path) {
     say("warmed");
 }
 
+/* A standby's prime: one TCP exchange of its own over loopback (never with the frozen command),
+ * so the kernel's TCP paths a first request runs are translated in this qemu ahead of it. */
+static void exercise_tcp(void) {
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t size = sizeof addr;
+    char sink[64];
+    int server = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (server < 0) return;
+    if (bind(server, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(server, 1) < 0 ||
+        getsockname(server, (struct sockaddr *)&addr, &size) < 0) {
+        close(server);
+        return;
+    }
+    int client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (client >= 0 && connect(client, (struct sockaddr *)&addr, sizeof addr) == 0) {
+        int peer = accept4(server, NULL, NULL, SOCK_CLOEXEC);
+        if (peer >= 0) {
+            if (write(client, "GET / HTTP/1.0\r\n\r\n", 18) == 18 && read(peer, sink, sizeof sink) > 0 &&
+                write(peer, "HTTP/1.0 200 OK\r\n\r\n", 19) == 19)
+                (void)!read(client, sink, sizeof sink);
+            close(peer);
+        }
+    }
+    if (client >= 0) close(client);
+    close(server);
+}
+
 static int hex_value(char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -342,6 +370,7 @@ static void handle(char *line) {
     } else if (strcmp(line, "prime") == 0) {
         set_clock_and_entropy(rest);
         announce();
+        exercise_tcp();
         say("primed");
     } else if (strcmp(line, "stop") == 0) {
         stop(*rest ? strtod(rest, NULL) : 10.0);

@@ -12,7 +12,9 @@ background, after a snapshot is made and after every start that used one:
   connected; no port forwarded, its console and qemu's own messages in a file in its run
   folder;
 - the device state loaded and the guest resumed, then ``prime``: clock and entropy set as a
-  sync does, with fresh bytes of its own. The service's command runs nothing: the snapshot was
+  sync does, with fresh bytes of its own, and one TCP exchange of the guest init with itself
+  over loopback (the kernel's TCP paths a first request runs: about 35 ms of its first
+  response). The service's command runs nothing: the snapshot was
   taken with its process group stopped (``freeze``), and only a ``sync`` thaws it. The guest's
   kernel and init idle meanwhile (a tickless kernel: about 0.4% of a core under TCG here).
 
