@@ -57,10 +57,11 @@ BASE_FREE = 256 << 20
 """Free space left in the base root filesystem (sparse: it costs nothing until written)."""
 SERVICE_FREE = 64 << 20
 KEEP_SERVICE_DISKS = 3
-LEGACY_SERVICE_DISK = re.compile(r"service-[0-9a-f]{16}\.ext4")
 """Disks kept per service: the current one and a couple to roll back to; older ones are removed
 when a new one is baked (a running VM keeps its open file; a snapshot of a removed disk is
 simply not restored: its service boots cold and snapshots anew)."""
+LEGACY_SERVICE_DISK = re.compile(r"service-[0-9a-f]{16}\.ext4")
+"""A service disk named by the earlier scheme (no owner in the name): never used now."""
 SKIPPED = frozenset({"__pycache__", ".git", ".shoal", ".venv", "node_modules"})
 """Folder names never copied from a ``build:`` folder into an image."""
 GUEST_INIT = Path(__file__).with_name("guest_init.c")

@@ -191,14 +191,15 @@ async def restore(machine: Machine) -> None:
         raise ValueError("restore needs a machine started with incoming_fd")
     monitor = await Qmp.connect(machine.qmp)
     try:
-        await expect_snapshot(monitor)
+        await ignore_shared(monitor)
         await load(monitor, machine.incoming_fd)
     finally:
         await monitor.close()
 
 
-async def expect_snapshot(monitor: Qmp) -> None:
-    """Set ``x-ignore-shared`` on a clone, as the maker had: the stream holds no RAM pages."""
+async def ignore_shared(monitor: Qmp) -> None:
+    """Set ``x-ignore-shared`` (the snapshot maker, and each clone alike): the migration stream
+    holds no RAM pages, the RAM already is in its file."""
     await monitor.execute(
         "migrate-set-capabilities",
         capabilities=[{"capability": "x-ignore-shared", "state": True}],
@@ -317,7 +318,7 @@ __all__ = [
     "Qmp",
     "QmpError",
     "argv",
-    "expect_snapshot",
+    "ignore_shared",
     "kernel_args",
     "launch",
     "load",

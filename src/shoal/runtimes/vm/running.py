@@ -416,15 +416,7 @@ class VmRuntime:
             return None
         started = time.monotonic()
         standby.channel.label = spec.label
-        pid = standby.process.pid
-        handle = Handle(
-            spec=spec,
-            pid=pid,
-            pid_start_time=procfs.process_start_time(pid),
-            host_port=spec.host_port,
-            runtime_ref=str(standby.run),
-            started_at=self._clock(),
-        )
+        handle = self._handle(spec, standby.process.pid, standby.run)
         instance = self._watch(
             handle, standby.run, standby.channel, self._watch_child(standby.process)
         )
@@ -490,14 +482,7 @@ class VmRuntime:
         except BaseException:
             shutil.rmtree(run, ignore_errors=True)
             raise
-        handle = Handle(
-            spec=spec,
-            pid=process.pid,
-            pid_start_time=procfs.process_start_time(process.pid),
-            host_port=spec.host_port,
-            runtime_ref=str(run),
-            started_at=self._clock(),
-        )
+        handle = self._handle(spec, process.pid, run)
         channel: Channel | None
         try:
             channel = await Channel.connect(spec.label, machine.control)
@@ -513,6 +498,17 @@ class VmRuntime:
         instance = self._watch(handle, run, channel, self._watch_child(process))
         logger.debug("[%s] started VM pid %d", spec.label, process.pid)
         return handle, instance
+
+    def _handle(self, spec: InstanceSpec, pid: int, run: Path) -> Handle:
+        """The handle of ``spec``'s instance: qemu ``pid``, its run folder as ``runtime_ref``."""
+        return Handle(
+            spec=spec,
+            pid=pid,
+            pid_start_time=procfs.process_start_time(pid),
+            host_port=spec.host_port,
+            runtime_ref=str(run),
+            started_at=self._clock(),
+        )
 
     async def _make_snapshot(
         self, channel: Channel, image: Image, key: str, shape: tuple[int, int], spec: InstanceSpec

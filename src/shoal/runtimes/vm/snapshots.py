@@ -229,10 +229,7 @@ async def _snapshot(
         monitor = await qemu.Qmp.connect(machine.qmp)
         try:
             await monitor.execute("stop")
-            await monitor.execute(
-                "migrate-set-capabilities",
-                capabilities=[{"capability": "x-ignore-shared", "state": True}],
-            )
+            await qemu.ignore_shared(monitor)
             await monitor.execute("getfd", fd=state_fd, fdname="snapshot")
             await monitor.execute("migrate", uri="fd:snapshot")
             await qemu.migrated(monitor, "migration to the snapshot file", MIGRATE_POLL)

@@ -181,7 +181,7 @@ async def _launch(owner: str, make: Making, state: Path) -> Standby | None:
         finally:
             os.close(fd)
         monitor = await qemu.Qmp.connect(machine.qmp)
-        await qemu.expect_snapshot(monitor)
+        await qemu.ignore_shared(monitor)
         channel = await Channel.connect(f"{owner}#standby", machine.control)
         await qemu.load(monitor, fd)  # qemu's descriptor: the number it inherited
         if not await channel.prime(PRIME_TIMEOUT):
