@@ -341,8 +341,14 @@ static void announce(void) {
         perror("shoal-init: cannot announce " NIC);
 }
 
+/* No answer if the group cannot be stopped: the maker then gives up (no snapshot of a command
+ * that would run inside standby clones). */
 static void freeze(void) {
-    if (app > 0 && kill(-app, SIGSTOP) == 0) frozen = 1;
+    if (app > 0 && kill(-app, SIGSTOP) < 0) {
+        perror("shoal-init: cannot stop the command for the snapshot");
+        return;
+    }
+    frozen = app > 0;
     say("frozen");
 }
 
