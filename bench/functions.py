@@ -133,9 +133,14 @@ def spec(**fields: Any) -> FunctionSpec:
     return FunctionSpec(name="thumbnail", handler_file=HANDLER, timeout=10.0, **fields)
 
 
+def standby_pid(pool: FunctionPool) -> int | None:
+    templates = pool.snapshot().templates
+    return templates[0].standby_pid if templates else None
+
+
 async def at_zero(pool: FunctionPool, settle: float = 0.02) -> None:
-    """Wait until the pool has no instance and its last one's process is gone."""
-    while pool.snapshot().instances:
+    """Wait until the pool has no instance and (standbys on) its standby is forked."""
+    while pool.snapshot().instances or (pool.standby and standby_pid(pool) is None):
         await asyncio.sleep(0.002)
     await asyncio.sleep(settle)
 
@@ -152,11 +157,17 @@ async def cold_starts(run: Run, forkserver: Forkserver, sandbox: Sandbox) -> dic
         prewarm=False,
         template_idle_timeout=0.01,
     )
+    plain = FunctionPool(  # standby instances off: every cold start forks
+        spec(idle_timeout=0.02), forkserver=forkserver, sandbox=sandbox, app="bench", standby=False
+    )
     await pool.start()
     await deep.start()
+    await plain.start()
     fresh = [sys.executable, "-c", FRESH, str(HANDLER), json.dumps(EVENT)]
     env = python_env()
     cold: list[float] = []
+    forked: list[float] = []
+    standby_uss: list[float] = []
     deep_cold: list[float] = []
     baseline: list[float] = []
     rounds = run.pick(quick=30, full=200)
@@ -169,6 +180,11 @@ async def cold_starts(run: Run, forkserver: Forkserver, sandbox: Sandbox) -> dic
         result = await pool.invoke(EVENT)
         cold.append(time.perf_counter() - started)
         assert result.ok and result.cold, result
+        await at_zero(plain)
+        started = time.perf_counter()
+        result = await plain.invoke(EVENT)
+        forked.append(time.perf_counter() - started)
+        assert result.ok and result.cold, result
         baseline.append(run_timed(fresh, env=env))
         if i < deep_rounds:
             while deep.snapshot().templates or deep.snapshot().instances:
@@ -180,11 +196,25 @@ async def cold_starts(run: Run, forkserver: Forkserver, sandbox: Sandbox) -> dic
             assert result.ok and result.cold, result
         if time.monotonic() > budget and len(cold) >= run.pick(quick=20, full=50):
             break
+    await at_zero(pool)
+    for _ in range(3):  # the standby's own memory, idle
+        pid = standby_pid(pool)
+        standby_uss.append(float((unique_memory(pid) if pid else None) or 0))
+        await asyncio.sleep(0.05)
     await pool.stop()
     await deep.stop()
-    summary = f"cold {ms(cold)}; deep {ms(deep_cold)}; fresh {ms(baseline)}"
+    await plain.stop()
+    summary = (
+        f"cold {ms(cold)}; standby off {ms(forked)}; deep {ms(deep_cold)}; fresh {ms(baseline)}"
+    )
     print(f"functions: {summary}", file=sys.stderr)
-    return {"cold": cold, "deep": deep_cold, "baseline": baseline}
+    return {
+        "cold": cold,
+        "forked": forked,
+        "standby_uss": standby_uss,
+        "deep": deep_cold,
+        "baseline": baseline,
+    }
 
 
 class Direct:
@@ -276,20 +306,20 @@ functions:
 """
 
 
-def template_of(daemon: Daemon, function: str) -> int:
-    for row in daemon.instances():
-        if row["kind"] == "template" and row["name"] == function and row["pid"]:
-            return int(row["pid"])
-    raise RuntimeError(f"no template running for {function}")
-
-
-def wait_for_zero(template: int, settle: float = 0.02) -> None:
-    """Until the template has no instance process left, then ``settle`` more seconds."""
+def wait_for_zero(daemon: Daemon, function: str, settle: float = 0.02) -> None:
+    """Until ``function`` has no instance (its processes gone too) and its standby is forked,
+    as a function at zero is; then ``settle`` more seconds."""
     deadline = time.monotonic() + 30
-    while children(template):
+    while True:
+        rows = [r for r in daemon.instances() if r["name"] == function]
+        templates = [int(r["pid"]) for r in rows if r["kind"] == "template" and r["pid"]]
+        standby = {int(r["pid"]) for r in rows if r["kind"] == "standby" and r["pid"]}
+        instances = [r for r in rows if r["kind"] == "function"]
+        if templates and standby and not instances and set(children(templates[0])) <= standby:
+            break
         if time.monotonic() > deadline:
-            raise RuntimeError(f"instances of template {template} did not stop")
-        time.sleep(0.002)
+            raise RuntimeError(f"{function} did not come to rest at zero: {rows}")
+        time.sleep(0.005)
     time.sleep(settle)
 
 
@@ -327,13 +357,12 @@ def through_gateway(run: Run) -> dict[str, Any]:
         # cold: a new connection to a function with no instance, as a first visitor makes
         cold_request = http.request_bytes("POST", "/thumbnail", body)
         assert http.once(port, cold_request)[0] == 200  # the template is warm from here on
-        template = template_of(daemon, "thumbnail")
         cold: list[float] = []
         baseline: list[float] = []
         run_timed(fresh, env=env)  # the page cache, for the baseline
         budget = time.monotonic() + run.pick(quick=10.0, full=240.0)
         for _ in range(run.pick(quick=60, full=200)):
-            wait_for_zero(template)
+            wait_for_zero(daemon, "thumbnail")
             started = time.perf_counter()
             status, _ = http.once(port, cold_request)
             cold.append(time.perf_counter() - started)
@@ -358,7 +387,7 @@ def through_gateway(run: Run) -> dict[str, Any]:
         # burst: 200 first requests at once to a function at zero (max_instances 200)
         burst_request = http.request_bytes("POST", "/burst", body)
         assert http.once(port, burst_request)[0] == 200
-        wait_for_zero(template_of(daemon, "burst"), settle=0.2)
+        wait_for_zero(daemon, "burst", settle=0.2)
         before = daemon.metrics()['shoal_function_instance_starts_total{function="burst"}']
         outcomes = uvloop.run(http_burst(port, burst_request, 200))
         after = daemon.metrics()['shoal_function_instance_starts_total{function="burst"}']
@@ -466,7 +495,21 @@ def measure(run: Run) -> Iterator[Figure]:
         r["cold"],
         stat="p50",
         baseline=(fresh, r["baseline"]),
-        note="FunctionPool.invoke in-process on uvloop, no HTTP: the fork-to-answer part",
+        note="FunctionPool.invoke in-process on uvloop, no HTTP: take the standby, answer",
+    )
+    yield from_samples(
+        "of which the pool alone, standby instances off: cold start, p50",
+        r["forked"],
+        stat="p50",
+        baseline=("the pool with standby instances (above)", r["cold"]),
+        note="every cold start forks its instance (FunctionPool(standby=False)), interleaved",
+    )
+    yield from_samples(
+        "USS of a function's standby instance at zero, median",
+        r["standby_uss"],
+        unit="MB",
+        scale=1 / (1 << 20),
+        note="Private_* of the standby forked ahead of the next scale-up, idle",
     )
     yield from_samples(
         "deep cold start via pool (template stopped too), p50",

@@ -53,6 +53,10 @@ def test_http_trigger_invoke_and_errors(project: Project) -> None:
     assert "REPORT RequestId:" in ok.stderr and "Billed Duration" in ok.stderr
     kinds = {r["kind"] for r in project.ps()}
     assert {"template", "function"} <= kinds  # the warm instance stays until idle_timeout
+    # and a standby is forked ahead of the next scale-up, shown as such
+    standby = wait_until(lambda: [r for r in project.ps() if r["kind"] == "standby"] or None)
+    assert standby[0]["name"] == "maker" and standby[0]["state"] == "standby"
+    assert standby[0]["pid"] and not standby[0]["ready"]
     bad = project.shoal("invoke", "maker", "--data", '{"boom": true}')
     assert bad.returncode == 1
     assert json.loads(bad.stdout)["errorType"] == "ValueError"
@@ -100,8 +104,9 @@ def test_function_processes_end_with_a_killed_daemon_and_come_back(project: Proj
     rows = wait_until(
         lambda: [r for r in project.ps() if r["kind"] == "function" and r["ready"]] or None
     )
-    pids = [r["pid"] for r in project.ps() if r["kind"] in ("template", "function")]
-    assert len(pids) >= 2, rows
+    wait_until(lambda: [r for r in project.ps() if r["kind"] == "standby"] or None)
+    pids = [r["pid"] for r in project.ps() if r["kind"] in ("template", "function", "standby")]
+    assert len(pids) >= 4, rows  # the template, two instances, the standby
     os.kill(project.daemon_pid(), signal.SIGKILL)
     wait_until(lambda: not any(Path(f"/proc/{pid}").exists() and not _zombie(pid) for pid in pids))
     project.shoal("up", "-d", check=True)

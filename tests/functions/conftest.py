@@ -118,6 +118,7 @@ async def make_pool(tmp_path: Path) -> AsyncIterator[PoolFactory]:
         "max_starting",
         "template_idle_timeout",
         "prewarm",
+        "standby",
         "watch_interval",
         "init_timeout",
         "on_invocation",

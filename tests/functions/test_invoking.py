@@ -223,7 +223,7 @@ async def test_hooks_and_reseeding_across_instances(
             return {{"pid": os.getpid(), "random": random.random(), **STATE}}
         """,
     )
-    pool = await make_pool(path)
+    pool = await make_pool(path, standby=False)  # one fork per instance (standbys: their tests)
     first, second = await asyncio.gather(*(pool.invoke({"sleep": 0.3}) for _ in range(2)))
     a, b = ok_value(first), ok_value(second)
     assert a["pid"] != b["pid"]

@@ -26,7 +26,9 @@ class ErrorBody(Body):
 class InstanceRow(Body):
     """One row of ``shoal ps``: the keys are a stable contract for ``shoal ps --json``."""
 
-    kind: Literal["service", "job", "function", "template"]
+    kind: Literal["service", "job", "function", "template", "standby"] = Field(
+        description="standby: a function instance forked ahead of demand, not yet taken"
+    )
     name: str
     instance: int
     runtime: str

@@ -204,6 +204,22 @@ class Functions:
                         reason=template.error,
                     )
                 )
+                if template.standby_pid is not None:
+                    rows.append(
+                        InstanceRow(
+                            kind="standby",
+                            name=name,
+                            instance=template.generation,
+                            runtime="function",
+                            state="standby",
+                            ready=False,
+                            pid=template.standby_pid,
+                            port=None,
+                            restarts=0,
+                            uptime=None,
+                            reason="forked ahead of the next scale-up; runs nothing until then",
+                        )
+                    )
             for inst in snap.instances:
                 rows.append(
                     InstanceRow(

@@ -7,9 +7,10 @@ killing their process. Plain ``__slots__`` classes: they are created on the hot 
 
 States, in supervisord's words where they apply: a template is ``starting`` (forked, importing
 the handler), ``running``, ``stopping`` (retired: its instances finish, then it exits),
-``fatal`` (its module failed to load) or ``exited``; an instance is ``starting`` (spawn sent,
-no ``hello`` yet), ``running`` (shown as busy or idle), ``stopping`` (told to finish and exit,
-or killed) or ``exited``.
+``fatal`` (its module failed to load) or ``exited``; an instance is ``standby`` (forked
+ahead of demand, not yet taken: see ``shoal.functions.pool``), ``starting`` (spawn sent or
+standby taken, no ``hello`` yet), ``running`` (shown as busy or idle), ``stopping`` (told to
+finish and exit, or killed) or ``exited``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from shoal.runtimes.cgroup import InstanceCgroup
 from shoal.runtimes.watching import open_pidfd
 
 TemplateState = Literal["starting", "running", "stopping", "fatal", "exited"]
-InstanceState = Literal["starting", "running", "stopping", "exited"]
+InstanceState = Literal["standby", "starting", "running", "stopping", "exited"]
 
 
 def kill(pid: int | None, pidfd: int | None, *, group: bool = False) -> None:
@@ -112,6 +113,7 @@ class TemplateHandle:
         "settled",
         "signature",
         "spawning",
+        "standby",
         "state",
         "stopped_at",
     )
@@ -131,6 +133,7 @@ class TemplateHandle:
         self.instances: set[InstanceHandle] = set()
         self.spawning: dict[int, InstanceHandle] = {}  # seq -> instance, until "spawned"
         self.by_pid: dict[int, InstanceHandle] = {}
+        self.standby: InstanceHandle | None = None  # forked ahead, waiting to be taken
         self.created_at = 0.0
         self.stopped_at = 0.0
         self.idle_timer: asyncio.TimerHandle | None = None
@@ -150,6 +153,7 @@ class TemplateHandle:
             code_hash=self.code_hash[:12],
             instances=len(self.instances),
             error=None if self.error is None else str(self.error.get("errorMessage", "")),
+            standby_pid=None if self.standby is None else self.standby.pid,
         )
 
 
@@ -236,6 +240,7 @@ class TemplateView:
     code_hash: str
     instances: int
     error: str | None
+    standby_pid: int | None = None  # its standby instance's process, once the template said
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,6 +4,9 @@ Called by ``shoal.functions.template`` right after ``os.fork()``; never returns 
 ``os._exit``\\ s with what :func:`serve` returns). The child is born inside its own memory
 cgroup (the template made it and hops on after the fork), so in order it only:
 
+0. if it is a **standby** (forked ahead of demand, see ``shoal.functions.pool``), waits for
+   its first frame: until then nothing of the function runs in it, and end-of-stream (the
+   pool dropped it) ends it with status 0;
 1. reseeds numpy's legacy generator if the handler loaded numpy (``random`` is reseeded by
    CPython's own at-fork hook, which ``os.fork()`` runs) and calls the module's
    ``after_fork()``;
@@ -116,8 +119,19 @@ def _reseed() -> None:
         legacy()
 
 
-def serve(fd: int, setup: Setup, stream: str) -> int:
-    """The instance's whole life (see the module docstring); the exit status."""
+def serve(fd: int, setup: Setup, stream: str, *, standby: bool = False) -> int:
+    """The instance's whole life (see the module docstring); the exit status.
+
+    A ``standby`` was forked ahead of demand: it waits for its first frame (``go``, or its
+    first ``invoke``) before anything of the function runs in it, ``after_fork()`` included,
+    and exits 0 at end-of-stream if it is dropped unused."""
+    reader = protocol.FrameReader(fd)
+    first: protocol.Frame | None = None
+    if standby:
+        rehearse(setup, stream)
+        first = reader.read()
+        if first is None:
+            return 0
     _reseed()
     after_fork = getattr(setup.module, "after_fork", None)
     if callable(after_fork):
@@ -129,17 +143,66 @@ def serve(fd: int, setup: Setup, stream: str) -> int:
             _log_error(error)
             return 1
     protocol.write_all(fd, hello_frame(os.getpid()))
-    reader = protocol.FrameReader(fd)
     if setup.concurrency == 1:
-        while (frame := reader.read()) is not None:
+        frame = first if first is not None else reader.read()
+        while frame is not None:
             header, body = frame
             if header.get("op") == "invoke":
                 protocol.write_all(fd, invoke(setup, stream, header, body))
+            frame = reader.read()
         return 0
-    return _serve_threads(fd, reader, setup, stream)
+    return _serve_threads(fd, reader, setup, stream, first)
 
 
-def _serve_threads(fd: int, reader: protocol.FrameReader, setup: Setup, stream: str) -> int:
+REHEARSAL_EVENT = (
+    b'{"version":"2.0","routeKey":"POST /standby","rawPath":"/standby","rawQueryString":"",'
+    b'"headers":{"content-length":"64","content-type":"application/json","host":"127.0.0.1",'
+    b'"user-agent":"shoal","x-forwarded-for":"127.0.0.1","x-forwarded-port":"8080",'
+    b'"x-forwarded-proto":"http","x-request-id":"0123456789ab-1"},"requestContext":{'
+    b'"accountId":"000000000000","apiId":"shoal","domainName":"127.0.0.1","domainPrefix":'
+    b'"127","http":{"method":"POST","path":"/standby","protocol":"HTTP/1.1","sourceIp":'
+    b'"127.0.0.1","userAgent":"shoal"},"requestId":"00000000-0000-4000-8000-000000000000",'
+    b'"routeKey":"POST /standby","stage":"$default","time":"01/Jan/2026:00:00:00 +0000",'
+    b'"timeEpoch":1767225600000},"body":"{\\"rehearsal\\": true, \\"items\\": [1, 2, 3]}",'
+    b'"isBase64Encoded":false}'
+)
+"""A made-up HTTP event for :func:`rehearse` (the shape the gateway sends)."""
+
+
+def rehearse(setup: Setup, stream: str) -> None:
+    """In a standby, before it is taken: go through the platform's part of an invocation on a
+    made-up frame (decode it, parse the event, build a context, encode a result), without the
+    handler. After the fork every page written is a copy (see the module docstring); these are
+    the pages any invocation writes, so they are copied now, while nothing waits. Nothing of
+    the function runs: its module is not touched."""
+    header = {"op": "invoke", "id": "00000000-0000-4000-8000-000000000000", "t": 3000}
+    frames = protocol.FrameParser().feed(protocol.encode(header, REHEARSAL_EVENT))
+    for head, body in frames:
+        event = json.loads(body)
+        context = LambdaContext(
+            head["id"],
+            function_name=setup.name,
+            memory_mb=setup.memory_mb,
+            log_stream=stream,
+            deadline=time.monotonic() + head.get("t", 3000) / 1000,
+            arn=setup.arn,
+            log_group=setup.log_group,
+        )
+        context.get_remaining_time_in_millis()
+        started = time.perf_counter()
+        answer = {"statusCode": 200, "headers": event["headers"], "body": event["body"]}
+        payload = _encode(answer).encode()
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        result_frame(head["id"], (time.perf_counter() - started) * 1000, rss, payload)
+
+
+def _serve_threads(
+    fd: int,
+    reader: protocol.FrameReader,
+    setup: Setup,
+    stream: str,
+    first: protocol.Frame | None,
+) -> int:
     import queue  # noqa: PLC0415 (imported by the template when concurrency > 1)
     import threading  # noqa: PLC0415
 
@@ -155,9 +218,11 @@ def _serve_threads(fd: int, reader: protocol.FrameReader, setup: Setup, stream: 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(setup.concurrency)]
     for thread in threads:
         thread.start()
-    while (frame := reader.read()) is not None:
+    frame = first if first is not None else reader.read()
+    while frame is not None:
         if frame[0].get("op") == "invoke":
             work.put(frame)
+        frame = reader.read()
     for _ in threads:
         work.put(None)
     for thread in threads:

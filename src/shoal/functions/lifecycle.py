@@ -68,6 +68,7 @@ class Lifecycle:
         max_starting: int | None = None,
         template_idle_timeout: float | None = 600.0,
         prewarm: bool = True,
+        standby: bool = True,
         watch_interval: float | None = 1.0,
         init_timeout: float = 10.0,
         on_invocation: OnInvocation | None = None,
@@ -80,6 +81,7 @@ class Lifecycle:
         self.max_starting = max_starting or max(2, os.cpu_count() or 2)
         self.template_idle_timeout = template_idle_timeout
         self.prewarm = prewarm
+        self.standby = standby
         self.watch_interval = watch_interval
         self.init_timeout = init_timeout
         self.on_invocation = on_invocation
@@ -115,6 +117,7 @@ class Lifecycle:
         self._reap_at = 0.0
         self._watch_timer: asyncio.TimerHandle | None = None
         self._top_up_timer: asyncio.TimerHandle | None = None
+        self._standby_timer: asyncio.TimerHandle | None = None
         self._warned: set[str] = set()
         self._stream_day = ""  # the date part of log stream names, and when it changes
         self._stream_day_ends = 0.0
@@ -148,6 +151,15 @@ class Lifecycle:
         raise NotImplementedError
 
     def _finish_instance(self, instance: InstanceHandle) -> None:  # tending: it exited
+        raise NotImplementedError
+
+    def _on_instance_frame(self, instance: InstanceHandle, header: Header, body: bytes) -> None:
+        raise NotImplementedError  # pool: a result or a hello
+
+    def _drop_standby(self, template: TemplateHandle, reason: str) -> None:  # tending
+        raise NotImplementedError
+
+    def _arm_standby(self, delay: float) -> None:  # tending: fork a standby soon
         raise NotImplementedError
 
     def _new_template(self) -> TemplateHandle:  # templating: fork one
@@ -210,7 +222,7 @@ class Lifecycle:
         if self._closed:
             return
         self._closed = True
-        for timer in (self._reap_timer, self._watch_timer, self._top_up_timer):
+        for timer in (self._reap_timer, self._watch_timer, self._top_up_timer, self._standby_timer):
             if timer is not None:
                 timer.cancel()
         queued, self._queue = list(self._queue), deque()
@@ -218,6 +230,7 @@ class Lifecycle:
             self._fail(call, FunctionUnavailable, "the function stopped")
         running = list(self._templates)  # only these: an older template's pid may be reused
         for template in running:
+            self._drop_standby(template, "stop")
             for instance in template.instances:
                 instance.kill_reason = instance.kill_reason or "stop"
             if template.pid is not None:

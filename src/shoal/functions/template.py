@@ -12,6 +12,8 @@ Three generations of processes, each forked from the one before (SOCK-style zygo
    (or ``failed``, with Lambda's error shape). On each ``spawn`` it calls the module's
    ``before_fork()`` if there is one, and forks:
 3. **an instance** (``shoal.functions.instance``), which serves invocations until told to stop.
+   A ``spawn`` marked ``standby`` forks one ahead of demand: it waits, running nothing of the
+   function, until the dispatcher takes it (its first frame) or drops it (end-of-stream).
 
 Commands come on a control socket; each ``template`` / ``spawn`` command carries the socket its
 child will use (SCM_RIGHTS). The loop is single-threaded and blocking: ``poll`` on the control
@@ -323,7 +325,8 @@ def serve_template(fd: int, config: dict[str, Any]) -> int:
             return
         if pid == 0:
             loop.become_child(keep=fds[0])
-            _run_child(lambda: instance.serve(fds[0], setup, stream or ""))
+            standby = bool(header.get("standby"))
+            _run_child(lambda: instance.serve(fds[0], setup, stream or "", standby=standby))
         loop.forked(fds[0])
         loop.children.add(pid)
         spawned = {"op": "spawned", "seq": header["seq"], "pid": pid, "cgroup": hopper.current}

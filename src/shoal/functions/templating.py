@@ -220,6 +220,8 @@ class Templating(Lifecycle):
             if header.get("cgroup_error"):
                 self._warn("cgroup", f"memory limit not enforced: {header['cgroup_error']}")
             self._arm_template_idle()
+            if template is self._template:
+                self._arm_standby(0.0)
         elif op == "failed":
             template.init_ms = float(header.get("init_ms", 0.0))
             self._template_failed(template, header.get("error") or {})
@@ -287,6 +289,7 @@ class Templating(Lifecycle):
             template.state = "exited"
             if template is self._template:
                 self._template = None
+        self._drop_standby(template, "template")
         if template.channel is not None:
             template.channel.close()
         if template in self._templates:
@@ -331,6 +334,7 @@ class Templating(Lifecycle):
 
     def _retire(self, template: TemplateHandle) -> None:
         """Let a template exit once it has no instance (it reads end-of-stream)."""
+        self._drop_standby(template, "retired")
         if template.state in ("starting", "running"):
             template.state = "stopping"
         if template.channel is not None:

@@ -17,6 +17,8 @@ Callbacks on the event loop, each one short:
   gets end-of-stream on its socket, finishes nothing (it is idle) and exits 0.
 - ``min_instances``: topped up after every change, with a doubling delay while instances fail
   to start, so a broken ``after_fork`` does not fork in a loop.
+- standbys: forked ahead of demand (``_park``), taken by ``_spawn``, dropped with their
+  template, replaced a second after one dies (see ``shoal.functions.pool``).
 - reload: a new handler file retires the template (see :meth:`Tending.reload`).
 """
 
@@ -25,11 +27,15 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import heapq
+import os
 import signal
+import socket
 import time
 from collections.abc import Callable
+from functools import partial
 
 from shoal.errors import FunctionCrashed, FunctionError, FunctionInitError, FunctionUnavailable
+from shoal.functions.context import log_stream_name
 from shoal.functions.handles import (
     Call,
     InstanceHandle,
@@ -39,14 +45,18 @@ from shoal.functions.handles import (
     pidfd_for,
 )
 from shoal.functions.lifecycle import EXIT_REPORT_WAIT, MAX_TOP_UP_DELAY
-from shoal.functions.protocol import Header
+from shoal.functions.protocol import Channel, Header
 from shoal.functions.results import exit_error, init_error, timeout_error
 from shoal.functions.scaling import Idle, plan_reap
 from shoal.functions.templating import Templating
 
+STANDBY_DELAY = 0.01
+"""Seconds after a standby is taken before the next one is forked (and between tries while
+instances are starting): the taken one runs its first invocation meanwhile."""
+
 
 class Tending(Templating):
-    """Instance events, scaling down and up, reload (see the module docstring)."""
+    """Instance events, scaling down and up, standbys, reload (see the module docstring)."""
 
     # ------------------------------------------------------------ an instance starts
 
@@ -145,6 +155,9 @@ class Tending(Templating):
     def _on_instance_closed(self, instance: InstanceHandle, exc: Exception | None) -> None:
         """End-of-stream on the instance's socket: its process exited (or is exiting)."""
         if instance.state == "exited":
+            return
+        if instance.state == "standby":
+            self._standby_closed(instance)
             return
         instance.state = "exited"
         self._free.pop(instance, None)
@@ -323,6 +336,93 @@ class Tending(Templating):
             self._spawn()
             current += 1
 
+    # ------------------------------------------------------------ forking, standbys
+
+    def _fork_instance(
+        self, template: TemplateHandle, *, standby: bool
+    ) -> tuple[InstanceHandle, bool]:
+        """Ask ``template`` to fork an instance; its record (no ordinal yet), and whether the
+        command went out."""
+        self._seq += 1
+        seq = self._seq
+        parent, child = socket.socketpair()
+        header: Header = {"op": "spawn", "seq": seq, "fds": 1, "stream": self._stream_name()}
+        if standby:
+            header["standby"] = True
+        sent = template.channel is not None and template.channel.send(header, fds=[child.detach()])
+        instance = InstanceHandle(seq, -1, template, time.perf_counter())
+        instance.channel = Channel(
+            self._get_loop(),
+            parent,
+            partial(self._on_instance_frame, instance),
+            partial(self._on_instance_closed, instance),
+        )
+        template.spawning[seq] = instance
+        return instance, sent
+
+    def _arm_standby(self, delay: float) -> None:
+        """Fork the current template's standby in ``delay`` seconds, if still wanted then."""
+        if not self.standby or self._closed or self._standby_timer is not None:
+            return
+        self._standby_timer = self._get_loop().call_later(delay, self._park)
+
+    def _park(self) -> None:
+        self._standby_timer = None
+        template = self._template
+        if (
+            self._closed
+            or template is None
+            or template.state != "running"
+            or template.standby is not None
+        ):
+            return
+        if self._starting:  # instances are being forked: not now, they need the CPU
+            self._arm_standby(STANDBY_DELAY)
+            return
+        instance, sent = self._fork_instance(template, standby=True)
+        instance.state = "standby"
+        instance.holds_start_slot = False
+        if sent:
+            template.standby = instance
+        else:
+            instance.kill_reason = "start"
+            self._standby_closed(instance)
+
+    def _drop_standby(self, template: TemplateHandle, reason: str) -> None:
+        """Let ``template``'s standby go: it reads end-of-stream and exits, having run nothing
+        of the function."""
+        standby = template.standby
+        if standby is None:
+            return
+        template.standby = None
+        standby.kill_reason = reason
+        if standby.channel is not None:
+            standby.channel.shutdown()
+
+    def _standby_closed(self, instance: InstanceHandle) -> None:
+        """A standby's socket closed before it was taken: it exited (dropped, or killed)."""
+        template = instance.template
+        instance.state = "exited"
+        template.spawning.pop(instance.seq, None)
+        if instance.channel is not None:
+            instance.channel.close()
+        close_fd(instance.pidfd)
+        instance.pidfd = None
+        if instance.exited or template.state == "exited":
+            self._discard_cgroup(instance.cgroup)
+        if template.standby is instance:  # nobody let it go: it died
+            template.standby = None
+            self._log("the standby instance exited unexpectedly; another is forked in 1s")
+            self._arm_standby(1.0)
+
+    def _stream_name(self) -> str:
+        """A new instance's log stream: ``2026/01/31/[$LATEST]<32 hex digits>``."""
+        now = self.wall_clock()
+        if now >= self._stream_day_ends:
+            self._stream_day = log_stream_name(now, "")
+            self._stream_day_ends = (now // 86400 + 1) * 86400
+        return self._stream_day + os.urandom(16).hex()
+
     # ------------------------------------------------------------ reload
 
     def reload(self) -> bool:
@@ -333,6 +433,7 @@ class Tending(Templating):
         if old is None:
             return False
         self._template = None
+        self._drop_standby(old, "reload")
         if old.idle_timer is not None:
             old.idle_timer.cancel()
             old.idle_timer = None
