@@ -177,6 +177,46 @@ async def test_a_head_like_the_last_usual_one_is_checked_from_where_it_differs(
             assert r.header("x-app") == sent["X-App"]
 
 
+USUAL = {"Connection": "keep-alive", "X-App": "1"}
+
+
+async def same_head(request: Request, writer: asyncio.StreamWriter) -> None:
+    """The same head every time (Content-Length 2); a HEAD answer without its body; a split
+    answer (head, then the body later) for ``/split``."""
+    await request.body()
+    whole = response_bytes(200, b"ok", USUAL)
+    if request.method == "HEAD":
+        writer.write(whole[:-2])
+    elif request.target.endswith("/split"):
+        writer.write(whole[:-2])
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"ok")
+    else:
+        writer.write(whole)
+
+
+async def test_whole_usual_responses_skip_parsing_and_the_parser_stays_in_step(
+    make_rig: RigFactory,
+) -> None:
+    # After the first usual response, a whole response with the same head in one read is sent
+    # on unparsed; a HEAD answer, a split one and the next whole ones must all still frame right
+    # on the one upstream connection.
+    rig = await make_rig(API, replicas={"api": [same_head]})
+    client = await Client.open(rig.port)
+    sequence = ["GET /a", "GET /b", "GET /c", "HEAD /d", "GET /e", "GET /split", "GET /f"]
+    for step in sequence:
+        method, target = step.split()
+        r = await client.request(method, f"/api{target}")
+        assert r.status == 200, step
+        assert r.header("x-app") == "1" and r.header("content-length") == "2", step
+        assert r.body == (b"" if method == "HEAD" else b"ok"), step
+    await client.close()
+    backend = rig.backends["api"][0]
+    assert len(backend.requests) == len(sequence)
+    assert backend.connections == 1
+
+
 async def test_keep_alive_reuses_connections_on_both_sides(make_rig: RigFactory) -> None:
     rig = await make_rig(API, replicas={"api": [echo]})
     client = await Client.open(rig.port)

@@ -22,11 +22,12 @@ from shoal.gateway.messages import CHUNKED, CLOSE, KEEP_ALIVE, LAST_CHUNK, raw_h
 
 if TYPE_CHECKING:
     from shoal.gateway.exchange import Exchange
-    from shoal.gateway.upstreams import UpstreamConnection
+    from shoal.gateway.upstreams import UpstreamConnection, UpstreamPool
 
 _CRLF = b"\r\n"
 # in a lower-cased head: a hop-by-hop header other than "Connection: keep-alive" (the
 # alternatives share their first letters: sre tries fewer branches at each line start)
+_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,18})[ \t]*(?=\r\n)")
 _UNUSUAL = re.compile(
     rb"\r\n(?:connection:(?! keep-alive\r\n)|keep-alive:|t(?:e:|railer:|ransfer-encoding:)"
     rb"|upgrade:|proxy-)"
@@ -72,7 +73,7 @@ def head(ex: Exchange, up: UpstreamConnection, buf: bytes) -> None:
             ):
                 _head(ex, up, buf)
                 return
-            pool.usual_head = buf[: end + 2]
+            remember(pool, buf[: end + 2], up.status)
         conn.transport.write(buf)
         ex.bytes_out = len(buf) - end - 4
         if not up.done:
@@ -93,6 +94,42 @@ def head(ex: Exchange, up: UpstreamConnection, buf: bytes) -> None:
         ex.finish()
         return
     _head(ex, up, buf)
+
+
+def remember(pool: UpstreamPool, usual: bytes, status: int) -> None:
+    """Keep ``usual`` (a head found usual, up to its last header's CRLF) as the pool's usual
+    head, and the size of a whole response with it when its Content-Length says (one such
+    header, a status that has a body), for :func:`whole`."""
+    pool.usual_head = usual
+    pool.usual_status = status
+    lengths = _LENGTH.findall(usual.lower())
+    if len(lengths) == 1 and status not in (204, 304):
+        pool.usual_size = len(usual) + 2 + int(lengths[0])
+    else:
+        pool.usual_size = -1
+
+
+def whole(ex: Exchange, up: UpstreamConnection, data: bytes) -> None:
+    """``data`` is one whole response with the pool's usual head (:func:`remember`): its head is
+    known to be usual and its Content-Length bytes follow it, so the response parser is not fed
+    (it stays between two messages): the response goes out as it came, the connection back to
+    the pool, the exchange ends. The caller checked ``ex.plain`` and the size and head."""
+    pool = up.pool
+    ex.status = pool.usual_status
+    conn = ex.conn
+    conn.transport.write(data)
+    ex.bytes_out = len(data) - len(pool.usual_head) - 2
+    ex.upstream = None
+    up.exchange = None
+    if ex.req_done and not pool.closed and len(pool.idle) < pool.max_idle:
+        up.mark = pool.sweeps
+        pool.idle.append(up)
+        if pool.timer is None:
+            pool.arm()
+        ex.finish()
+        return
+    _release(ex, up)
+    ex.finish()
 
 
 def _head(ex: Exchange, up: UpstreamConnection, buf: bytes) -> None:

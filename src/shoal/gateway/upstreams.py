@@ -84,6 +84,19 @@ class UpstreamConnection(asyncio.Protocol):
             return
         exchange.conn.ticks += 1
         head_sent = self.status != 0  # (a local: feed_data changes self.status behind mypy)
+        if (
+            not head_sent
+            and len(data) == self.pool.usual_size
+            and not self.buf
+            and exchange.plain
+            and data.startswith(self.pool.usual_head)
+            and data.startswith(b"\r\n", len(self.pool.usual_head))
+            and not exchange.close_after
+            and not exchange.conn.discard
+            and not exchange.conn.gw.stopping
+        ):
+            responding.whole(exchange, self, data)  # a whole usual response: no parsing
+            return
         if head_sent:  # body bytes
             try:
                 self.parser.feed_data(data)
@@ -205,6 +218,8 @@ class UpstreamPool:
         "sweeps",
         "timer",
         "usual_head",
+        "usual_size",
+        "usual_status",
     )
 
     def __init__(
@@ -220,6 +235,8 @@ class UpstreamPool:
         self.sweeps = 0
         self.timer: asyncio.TimerHandle | None = None
         self.usual_head = b""  # the last response head found usual (see responding.head)
+        self.usual_size = -1  # bytes of a whole response with that head (-1: not known)
+        self.usual_status = 0  # its status code
 
     def connect(self, done: Connected) -> asyncio.Task[None]:
         """Open a new connection; ``done(connection, None)`` or ``done(None, error)`` follows."""
