@@ -294,3 +294,19 @@ def test_up_reports_services_that_fail(project: Project) -> None:
     up = project.shoal("up", "-d", "--wait-timeout", "20")
     assert up.returncode == 7, up.stdout + up.stderr
     assert "broken" in up.stdout and "fatal" in up.stdout
+
+
+def test_up_does_not_call_ready_a_service_that_lives_for_a_moment(project: Project) -> None:
+    # Ready (no health check: running) for about 30 ms at a time, between 50 ms backoffs: a
+    # status poll often finds it ready; up -d waits for two in a row (100 ms apart) that find
+    # the same process.
+    project.write("""
+        name: demo
+        services:
+          flaky:
+            command: ["sh", "-c", "sleep 0.03; exit 1"]
+            restart: {policy: on-failure, max_retries: 4, backoff: {initial: 50ms, max: 50ms}}
+    """)
+    up = project.shoal("up", "-d", "--wait-timeout", "20")
+    assert up.returncode == 7, up.stdout + up.stderr
+    assert "flaky" in up.stdout and "fatal" in up.stdout

@@ -99,11 +99,23 @@ def _wait_for_services(
     client: Client, deadline: float, progress: Callable[[str], None]
 ) -> tuple[Status, dict[str, str]]:
     reported: dict[str, str] = {}
+    seen_ready: dict[tuple[str, int], tuple[int | None, int]] | None = None
     while True:
         status = client.status()
         rows = client.instances()
         failures = _failures(status, rows)
         pending = {s.name for s in status.services if s.ready < s.desired}
+        # Ready at two polls in a row with the same processes: a command that exits at once
+        # (and is restarted) can look ready at one poll; the next one sees it gone or replaced.
+        confirmed = False
+        if not pending and not failures:
+            now_ready = {
+                (r.name, r.instance): (r.pid, r.restarts) for r in rows if r.kind == "service"
+            }
+            confirmed = now_ready == seen_ready
+            seen_ready = now_ready
+        else:
+            seen_ready = None
         for s in status.services:
             line = f"{s.name}: {s.ready}/{s.desired} ready" + (
                 f" ({s.waiting})" if s.waiting else ""
@@ -111,9 +123,11 @@ def _wait_for_services(
             if reported.get(s.name) != line:
                 reported[s.name] = line
                 progress(line)
-        if failures or not pending:
+        if failures or (not pending and confirmed):
             return status, failures
         if time.monotonic() >= deadline:
+            if not pending:
+                return status, failures
             return status, {name: _why(name, status, rows) for name in sorted(pending)}
         time.sleep(0.1)
 
