@@ -179,16 +179,7 @@ def rehearse(setup: Setup, stream: str) -> None:
     frames = protocol.FrameParser().feed(protocol.encode(header, REHEARSAL_EVENT))
     for head, body in frames:
         event = json.loads(body)
-        context = LambdaContext(
-            head["id"],
-            function_name=setup.name,
-            memory_mb=setup.memory_mb,
-            log_stream=stream,
-            deadline=time.monotonic() + head.get("t", 3000) / 1000,
-            arn=setup.arn,
-            log_group=setup.log_group,
-        )
-        context.get_remaining_time_in_millis()
+        make_context(setup, stream, head["id"], head).get_remaining_time_in_millis()
         started = time.perf_counter()
         answer = {"statusCode": 200, "headers": event["headers"], "body": event["body"]}
         payload = _encode(answer).encode()
@@ -266,11 +257,11 @@ _encode = json.JSONEncoder(default=_json_default).encode  # made once: json.dump
 # would make a new encoder for every result
 
 
-def invoke(setup: Setup, stream: str, header: protocol.Header, body: bytes) -> bytes:
-    """Run the handler for one ``invoke`` frame; the ``result`` frame to send back."""
-    request_id = header["id"]
-    setup.current.request_id = request_id
-    context = LambdaContext(
+def make_context(
+    setup: Setup, stream: str, request_id: str, header: protocol.Header
+) -> LambdaContext:
+    """The handler's ``context`` for one ``invoke`` frame (its deadline from the frame's ``t``)."""
+    return LambdaContext(
         request_id,
         function_name=setup.name,
         memory_mb=setup.memory_mb,
@@ -279,6 +270,13 @@ def invoke(setup: Setup, stream: str, header: protocol.Header, body: bytes) -> b
         arn=setup.arn,
         log_group=setup.log_group,
     )
+
+
+def invoke(setup: Setup, stream: str, header: protocol.Header, body: bytes) -> bytes:
+    """Run the handler for one ``invoke`` frame; the ``result`` frame to send back."""
+    request_id = header["id"]
+    setup.current.request_id = request_id
+    context = make_context(setup, stream, request_id, header)
     started = time.perf_counter()
     error: dict[str, Any] | None = None
     try:

@@ -246,12 +246,7 @@ class Tending(Templating):
         self._free.pop(instance, None)
         if instance.start_timer is not None:
             instance.start_timer.cancel()
-        if instance.channel is not None:
-            instance.channel.close()
-        close_fd(instance.pidfd)
-        instance.pidfd = None
-        if instance.exited or template.state == "exited":
-            self._discard_cgroup(instance.cgroup)
+        self._let_go(instance)
         self._live -= 1
         heapq.heappush(self._ordinals, instance.ordinal)
         if instance.kill_reason not in ("idle", "reload", "stop"):
@@ -260,6 +255,16 @@ class Tending(Templating):
                 f"instance #{instance.ordinal} ended ({instance.kill_reason or 'exit'} {code})"
             )
         return True
+
+    def _let_go(self, instance: InstanceHandle) -> None:
+        """An ended instance's socket and pidfd closed; its cgroup removed once it has exited
+        (its exit report came, or its template is gone)."""
+        if instance.channel is not None:
+            instance.channel.close()
+        close_fd(instance.pidfd)
+        instance.pidfd = None
+        if instance.exited or instance.template.state == "exited":
+            self._discard_cgroup(instance.cgroup)
 
     # ------------------------------------------------------------ scaling down and up
 
@@ -404,12 +409,7 @@ class Tending(Templating):
         template = instance.template
         instance.state = "exited"
         template.spawning.pop(instance.seq, None)
-        if instance.channel is not None:
-            instance.channel.close()
-        close_fd(instance.pidfd)
-        instance.pidfd = None
-        if instance.exited or template.state == "exited":
-            self._discard_cgroup(instance.cgroup)
+        self._let_go(instance)
         if template.standby is instance:  # nobody let it go: it died
             template.standby = None
             self._log("the standby instance exited unexpectedly; another is forked in 1s")

@@ -78,20 +78,10 @@ def head(ex: Exchange, up: UpstreamConnection, buf: bytes) -> None:
         ex.bytes_out = len(buf) - end - 4
         if not up.done:
             return
-        # the whole response in one read (the usual case): back to the pool, inline
-        ex.upstream = None
-        up.exchange = None
+        # the whole response in one read (the usual case)
         up.status = 0
         up.done = False
-        if ex.req_done and not pool.closed and len(pool.idle) < pool.max_idle:
-            up.mark = pool.sweeps
-            pool.idle.append(up)
-            if pool.timer is None:
-                pool.arm()
-            ex.finish()
-            return
-        _release(ex, up)
-        ex.finish()
+        _pool_and_finish(ex, up, pool)
         return
     _head(ex, up, buf)
 
@@ -119,6 +109,12 @@ def whole(ex: Exchange, up: UpstreamConnection, data: bytes) -> None:
     conn = ex.conn
     conn.transport.write(data)
     ex.bytes_out = len(data) - len(pool.usual_head) - 2
+    _pool_and_finish(ex, up, pool)
+
+
+def _pool_and_finish(ex: Exchange, up: UpstreamConnection, pool: UpstreamPool) -> None:
+    """A response is complete and sent: the connection back to the pool (inline, the usual
+    case), the exchange ends."""
     ex.upstream = None
     up.exchange = None
     if ex.req_done and not pool.closed and len(pool.idle) < pool.max_idle:
