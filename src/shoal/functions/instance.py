@@ -35,6 +35,7 @@ import os
 import resource
 import sys
 import time
+import traceback
 
 from shoal.functions import protocol
 from shoal.functions.context import LambdaContext, error_shape, function_arn, log_group_name
@@ -128,7 +129,10 @@ def serve(fd: int, setup: Setup, stream: str, *, standby: bool = False) -> int:
     reader = protocol.FrameReader(fd)
     first: protocol.Frame | None = None
     if standby:
-        rehearse(setup, stream)
+        try:
+            rehearse(setup, stream)
+        except Exception:  # only ever a head start: a standby that cannot rehearse still serves
+            traceback.print_exc()
         first = reader.read()
         if first is None:
             return 0
