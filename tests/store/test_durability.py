@@ -63,11 +63,17 @@ def _run_and_kill(
             assert line, f"child ended early: {child.stderr.read() if child.stderr else ''}"
             lines.append(line)
         child.send_signal(signal.SIGKILL)  # mid-stream: it is writing the next one right now
-        rest, _ = child.communicate(timeout=30)
+        # Read the rest through the same text reader: its buffer may already hold lines past
+        # ``after`` (communicate() would read the pipe underneath it and miss them).
+        rest = child.stdout.read()
+        child.wait(timeout=30)
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
+        for pipe in (child.stdout, child.stderr):
+            if pipe is not None:
+                pipe.close()
     assert child.returncode == -signal.SIGKILL
     complete = lines + [line + "\n" for line in rest.split("\n")[:-1]]  # drop a torn last line
     acknowledged = [(int(a), int(b)) for a, b in (line.split() for line in complete)]
