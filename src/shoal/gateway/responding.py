@@ -68,12 +68,12 @@ def head(ex: Exchange, up: UpstreamConnection, buf: bytes) -> None:
             end = size - 2  # the same head as the replica's last usual one: known to be usual
         else:
             end = buf.find(b"\r\n\r\n")
-            if _UNUSUAL.search(buf[: end + 2].lower()) is not None or not buf.startswith(
-                b"HTTP/1.1 "
-            ):
+            found = buf[: end + 2]
+            low = found.lower()
+            if _UNUSUAL.search(low) is not None or not buf.startswith(b"HTTP/1.1 "):
                 _head(ex, up, buf)
                 return
-            remember(pool, buf[: end + 2], up.status)
+            remember(pool, found, low, up.status)
         conn.transport.write(buf)
         ex.bytes_out = len(buf) - end - 4
         if not up.done:
@@ -86,13 +86,13 @@ def head(ex: Exchange, up: UpstreamConnection, buf: bytes) -> None:
     _head(ex, up, buf)
 
 
-def remember(pool: UpstreamPool, usual: bytes, status: int) -> None:
-    """Keep ``usual`` (a head found usual, up to its last header's CRLF) as the pool's usual
-    head, and the size of a whole response with it when its Content-Length says (one such
-    header, a status that has a body), for :func:`whole`."""
+def remember(pool: UpstreamPool, usual: bytes, low: bytes, status: int) -> None:
+    """Keep ``usual`` (a head found usual, up to its last header's CRLF; ``low`` is it
+    lower-cased) as the pool's usual head, and the size of a whole response with it when its
+    Content-Length says (one such header, a status that has a body), for :func:`whole`."""
     pool.usual_head = usual
     pool.usual_status = status
-    lengths = _LENGTH.findall(usual.lower())
+    lengths = _LENGTH.findall(low)
     if len(lengths) == 1 and status not in (204, 304):
         pool.usual_size = len(usual) + 2 + int(lengths[0])
     else:

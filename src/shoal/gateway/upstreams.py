@@ -84,7 +84,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         exchange.conn.ticks += 1
         head_sent = self.status != 0  # (a local: feed_data changes self.status behind mypy)
-        if (
+        if (  # responding.head's conditions for an unchanged response, inline (the hot path)
             not head_sent
             and len(data) == self.pool.usual_size
             and not self.buf
