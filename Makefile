@@ -1,6 +1,7 @@
 # shoal's developer entry points. The README shows two: `make up` and `make test`.
 SHELL := /bin/bash
-PYTHON ?= python3
+# The distribution's python3 when it is new enough, else python3 on PATH (scripts/pick-python).
+PYTHON ?= $(shell scripts/pick-python)
 VENV := .venv
 BIN := $(VENV)/bin
 EXAMPLE ?= examples/shop/shoal.yaml

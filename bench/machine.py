@@ -95,6 +95,26 @@ def mem_total_mb(meminfo: Path = Path("/proc/meminfo")) -> int | None:
     return None
 
 
+def libpython(maps: Path = Path("/proc/self/maps")) -> str:
+    """How this interpreter holds libpython: ``shared`` (a ``libpython*.so`` is mapped, as in
+    builds with ``--enable-shared`` alone, e.g. pyenv's), ``static`` (linked into the binary, as
+    in Debian's PGO+LTO ``/usr/bin/python3``) or ``unknown``. Shared costs CPU in every call into
+    the interpreter; see scripts/pick-python."""
+    try:
+        text = maps.read_text()
+    except OSError:
+        return "unknown"
+    return "shared" if "/libpython" in text else "static"
+
+
+def interpreter() -> str:
+    """``3.11.2 (CPython, /usr/bin/python3.11, libpython static)``: the version, and the
+    interpreter a venv was made from, with its linkage."""
+    base = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+    impl = platform.python_implementation()
+    return f"{platform.python_version()} ({impl}, {base}, libpython {libpython()})"
+
+
 def static() -> dict[str, Any]:
     """What the machine is: the part that does not change during a run."""
     try:
@@ -102,7 +122,7 @@ def static() -> dict[str, Any]:
     except AttributeError:  # not on Linux
         usable = os.cpu_count() or 1
     return {
-        "python": f"{platform.python_version()} ({platform.python_implementation()})",
+        "python": interpreter(),
         "executable": sys.executable,
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
