@@ -205,3 +205,72 @@ async def test_upstream_errors_pass_through_unchanged(make_rig: RigFactory) -> N
     r = await get(rig.port, "/api")
     assert r.status == 500  # the upstream's own errors pass through unchanged
     assert r.body == b"upstream trace"
+
+
+EVIL = response_bytes(200, b"EVIL!", {"X-Evil": "1"})
+
+
+async def test_a_response_nobody_asked_for_is_dropped_with_its_connection(
+    make_rig: RigFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bytes after a response, in the same read, never reach the client: forwarded, a second
+    response would answer the client's next request (response queue poisoning)."""
+
+    async def smuggles(request: Request, writer: asyncio.StreamWriter) -> None:
+        await request.body()
+        if request.target == "/api/1":
+            writer.write(response_bytes(200, b"first") + EVIL)
+        elif request.target == "/api/3":  # a 204 whose "body" is really more bytes
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n" + b"HTTP/1.1 200 OK\r\n\r\n")
+        else:
+            writer.write(response_bytes(200, request.target.encode()))
+
+    rig = await make_rig(API, replicas={"api": [smuggles]})
+    client = await Client.open(rig.port)
+    try:
+        one = await client.request("GET", "/api/1")
+        assert (one.status, one.body, one.has("x-evil")) == (200, b"first", False)
+        two = await client.request("GET", "/api/2")
+        assert (two.status, two.body) == (200, b"/api/2")
+        three = await client.request("GET", "/api/3")
+        assert (three.status, three.body) == (204, b"")
+        four = await client.request("GET", "/api/4")
+        assert (four.status, four.body) == (200, b"/api/4")
+    finally:
+        await client.close()
+    backend = rig.backends["api"][0]
+    conns = [r.conn for r in backend.requests]
+    assert conns[1] != conns[0] and conns[3] != conns[2], conns  # the out-of-step ones closed
+    warnings = [r.getMessage() for r in caplog.records if "after its response" in r.getMessage()]
+    assert len(warnings) == 2, warnings
+    assert f"api#0 sent {len(EVIL)} bytes after its response to GET /api/1" in warnings[0]
+
+
+async def test_bytes_past_a_body_already_on_its_way_drop_both_connections(
+    make_rig: RigFactory,
+) -> None:
+    """The head went out in an earlier read: where the response ends in the last piece is not
+    known, so the client's connection is dropped (its response cut short), as mid-response."""
+
+    async def overruns(request: Request, writer: asyncio.StreamWriter) -> None:
+        await request.body()
+        if request.target == "/api/1":
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(b"cd" + EVIL)
+        else:
+            writer.write(response_bytes(200, b"fine"))
+
+    rig = await make_rig(API, replicas={"api": [overruns]})
+    client = await Client.open(rig.port)
+    try:
+        await client.send(b"GET /api/1 HTTP/1.1\r\nHost: a\r\n\r\n")
+        with pytest.raises(asyncio.IncompleteReadError):
+            await client.response()
+    finally:
+        await client.close()
+    after = await get(rig.port, "/api/2")
+    assert (after.status, after.body) == (200, b"fine")
+    backend = rig.backends["api"][0]
+    assert backend.requests[1].conn != backend.requests[0].conn

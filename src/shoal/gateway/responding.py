@@ -3,6 +3,8 @@
     UpstreamConnection.data_received ──head / data / done / upgrade──▶ the client's transport
     UpstreamConnection.connection_lost ──lost──▶ a retry, a 502, or the end of a body
     (invalid bytes from the replica) ──broken──▶ a 502, or a dropped client connection
+    (bytes past the response's end) ──cut──▶ the response alone, then the connection closed
+                                    ──overrun──▶ (found mid-body) both connections dropped
 
 Functions of the :class:`~shoal.gateway.exchange.Exchange` they answer for, called by
 :class:`~shoal.gateway.upstreams.UpstreamConnection`. :func:`head` is the hot path: a usual
@@ -13,10 +15,11 @@ without another call.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import TYPE_CHECKING
 
-from httptools import HttpResponseParser
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from shoal.gateway.messages import CHUNKED, CLOSE, KEEP_ALIVE, LAST_CHUNK, raw_head
 
@@ -24,7 +27,10 @@ if TYPE_CHECKING:
     from shoal.gateway.exchange import Exchange
     from shoal.gateway.upstreams import UpstreamConnection, UpstreamPool
 
+log = logging.getLogger(__name__)
+
 _CRLF = b"\r\n"
+_PROBE_STEP = 4096  # bytes fed at a time while looking for where a response ends
 # in a lower-cased head: a hop-by-hop header other than "Connection: keep-alive" (the
 # alternatives share their first letters: sre tries fewer branches at each line start)
 _LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,18})[ \t]*(?=\r\n)")
@@ -217,6 +223,82 @@ def upgrade(ex: Exchange, up: UpstreamConnection, buf: bytes, offset: int) -> No
     ex.finish()
 
 
+def cut(ex: Exchange, up: UpstreamConnection, buf: bytes) -> bytes:
+    """The upstream sent bytes after its response, in the same read (a response nobody asked
+    for, or a body longer than its framing says): ``buf`` up to the response's end, which goes to
+    the client as usual; the rest is dropped, and the connection is closed after this exchange,
+    since what it would say next is out of step (forwarding it would hand this client, or the
+    next exchange, an answer to a request it never made)."""
+    end = _message_end(buf)
+    up.keep_alive = False
+    _warn_overrun(ex, len(buf) - end)
+    return buf[:end]
+
+
+def overrun(ex: Exchange, up: UpstreamConnection) -> None:
+    """Like :func:`cut`, in a body piece: where the response ends in the piece is not known here
+    (its start went out in earlier reads), so both connections are dropped and the client sees
+    its response cut short, as for any upstream failing mid-response."""
+    _warn_overrun(ex, -1)
+    broken(ex, up, "the upstream sent bytes past the end of its response")
+
+
+def _warn_overrun(ex: Exchange, dropped: int) -> None:
+    endpoint = ex.endpoint
+    where = endpoint.label if endpoint is not None else "an upstream"
+    size = f"{dropped} bytes" if dropped >= 0 else "bytes"
+    log.warning(
+        "gateway: %s sent %s after its response to %s %s: dropped, connection closed",
+        where,
+        size,
+        ex.method.decode("latin-1"),
+        ex.target.decode("latin-1"),
+    )
+
+
+class _Ends:
+    """Parser callbacks that only note when a final response (not an interim 1xx) is complete."""
+
+    __slots__ = ("complete", "parser")
+
+    def __init__(self) -> None:
+        self.complete = False
+        self.parser = HttpResponseParser(self)
+
+    def on_message_complete(self) -> None:
+        if self.parser.get_status_code() >= 200:
+            self.complete = True
+
+    def feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except (HttpParserError, HttpParserUpgrade):
+            if not self.complete:
+                raise
+
+
+def _message_end(buf: bytes) -> int:
+    """Where the first final response in ``buf`` ends (``buf`` holds it whole, from its start).
+
+    httptools does not say how many bytes a message took, so a fresh parser is fed ``buf`` a
+    piece at a time to find the piece it ends in, then another up to that piece and byte by byte
+    within it. Only for an upstream that sent too much: the usual path never comes here."""
+    probe = _Ends()
+    start = 0
+    while not probe.complete:
+        if start >= len(buf):
+            return len(buf)  # cannot happen: the live parser found the end in ``buf``
+        probe.feed(buf[start : start + _PROBE_STEP])
+        start += _PROBE_STEP
+    start -= _PROBE_STEP
+    probe = _Ends()
+    probe.feed(buf[:start])
+    while not probe.complete:
+        probe.feed(buf[start : start + 1])
+        start += 1
+    return start
+
+
 def lost(ex: Exchange, up: UpstreamConnection) -> None:
     """The upstream connection closed while this exchange was using it."""
     ex.upstream = None
@@ -253,4 +335,4 @@ def broken(ex: Exchange, up: UpstreamConnection, reason: str) -> None:
         ex.finish()
 
 
-__all__ = ["broken", "data", "done", "head", "lost", "upgrade"]
+__all__ = ["broken", "cut", "data", "done", "head", "lost", "overrun", "upgrade"]

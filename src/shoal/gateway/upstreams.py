@@ -45,6 +45,7 @@ class UpstreamConnection(asyncio.Protocol):
         "closed",
         "done",
         "exchange",
+        "extra",
         "keep_alive",
         "mark",
         "parser",
@@ -65,6 +66,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.status = 0  # of the response being read; 0 until its head is complete
         self.keep_alive = False
         self.done = False
+        self.extra = False  # a second message began after the response, in the same read
         self.closed = False
         self.reading_paused = False
         self.mark = 0  # the pool's sweep count when it went idle
@@ -101,7 +103,11 @@ class UpstreamConnection(asyncio.Protocol):
             try:
                 self.parser.feed_data(data)
             except HttpParserError:
-                responding.broken(exchange, self, "the upstream sent an invalid response")
+                if not self.extra:
+                    responding.broken(exchange, self, "the upstream sent an invalid response")
+                    return
+            if self.extra:  # where the response ends in ``data`` is not known: drop both sides
+                responding.overrun(exchange, self)
                 return
             responding.data(exchange, data)
             if self.done:
@@ -111,11 +117,15 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as upgrade:
-            responding.upgrade(exchange, self, buf, len(buf) - len(data) + upgrade.args[0])
-            return
+            if not self.extra:
+                responding.upgrade(exchange, self, buf, len(buf) - len(data) + upgrade.args[0])
+                return
         except HttpParserError:
-            responding.broken(exchange, self, "the upstream sent an invalid response")
-            return
+            if not self.extra:
+                responding.broken(exchange, self, "the upstream sent an invalid response")
+                return
+        if self.extra:  # bytes after the response: the client gets the response alone
+            buf = responding.cut(exchange, self, buf)
         if self.status == 0:  # the head is not complete yet
             if len(buf) > _MAX_HEAD:
                 responding.broken(exchange, self, "the upstream's response head is too large")
@@ -153,7 +163,13 @@ class UpstreamConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------ parser callbacks
 
+    def on_message_begin(self) -> None:
+        if self.done:  # a response nobody asked for, or bytes past this one's end
+            self.extra = True
+
     def on_headers_complete(self) -> None:
+        if self.extra:
+            return  # the next message's head: not this response's status
         status = self.parser.get_status_code()
         if status >= 200 or status == 101:  # interim responses (100, 103) are not forwarded
             self.status = status
@@ -169,6 +185,7 @@ class UpstreamConnection(asyncio.Protocol):
         """Ready for the next exchange; a HEAD response needs a new parser (see the module)."""
         self.status = 0
         self.done = False
+        self.extra = False
         self.buf = b""
         if fresh_parser:
             self.parser = HttpResponseParser(self)
