@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from shoal.api.models import InstanceRow
 from shoal.errors import UnknownName
@@ -190,53 +190,67 @@ class Functions:
             snap = pool.snapshot()
             for template in snap.templates:
                 rows.append(
-                    InstanceRow(
-                        kind="template",
-                        name=name,
-                        instance=template.generation,
-                        runtime="function",
-                        state=template.state,
+                    _row(
+                        "template",
+                        name,
+                        template.generation,
+                        template.state,
                         ready=template.pid is not None,
                         pid=template.pid,
-                        port=None,
-                        restarts=0,
-                        uptime=None,
                         reason=template.error,
                     )
                 )
                 if template.standby_pid is not None:
                     rows.append(
-                        InstanceRow(
-                            kind="standby",
-                            name=name,
-                            instance=template.generation,
-                            runtime="function",
-                            state="standby",
+                        _row(
+                            "standby",
+                            name,
+                            template.generation,
+                            "standby",
                             ready=False,
                             pid=template.standby_pid,
-                            port=None,
-                            restarts=0,
-                            uptime=None,
                             reason="forked ahead of the next scale-up; runs nothing until then",
                         )
                     )
             for inst in snap.instances:
                 rows.append(
-                    InstanceRow(
-                        kind="function",
-                        name=name,
-                        instance=inst.ordinal,
-                        runtime="function",
-                        state=inst.state,
+                    _row(
+                        "function",
+                        name,
+                        inst.ordinal,
+                        inst.state,
                         ready=inst.state in ("busy", "idle"),
                         pid=inst.pid,
-                        port=None,
-                        restarts=0,
-                        uptime=None,
                         reason=f"{inst.invocations} invocations",
                     )
                 )
         return rows
+
+
+def _row(
+    kind: Literal["template", "standby", "function"],
+    name: str,
+    instance: int,
+    state: str,
+    *,
+    ready: bool,
+    pid: int | None,
+    reason: str | None,
+) -> InstanceRow:
+    """A ``shoal ps`` row of a function's process: no port, no restarts, no uptime."""
+    return InstanceRow(
+        kind=kind,
+        name=name,
+        instance=instance,
+        runtime="function",
+        state=state,
+        ready=ready,
+        pid=pid,
+        port=None,
+        restarts=0,
+        uptime=None,
+        reason=reason,
+    )
 
 
 __all__ = ["Functions"]
