@@ -179,14 +179,33 @@ def test_deploy_reach_scale_update_remove(swarm: None, tmp_path: Path) -> None:
         wait_for("the thumbnail function", thumbnail_answers)
         assert answers[-1]["source"] == {"width": 64, "height": 32}
 
+        def catalog_tasks() -> set[str]:
+            return set(
+                _docker(
+                    "service", "ps", f"{app}_catalog", "-q", "--filter", "desired-state=running"
+                ).split()
+            )
+
+        # Scaling adds a task and touches no other: the two running keep their ids and ports
+        # (the Docker SDK's own scale resubmits the spec with defaults filled in, and Swarm
+        # then replaces every task).
+        def every_catalog_task() -> set[str]:  # the ones shut down too
+            return set(_docker("service", "ps", f"{app}_catalog", "-q").split())
+
+        before, before_ports, known = catalog_tasks(), catalog_ports(), every_catalog_task()
+        assert len(before) == 2 and len(before_ports) == 2
         deploying.scale(app, "catalog", 3)
-        wait_for("three catalog tasks", running({"catalog": 3}))
+        wait_for("three catalog tasks", lambda: len(catalog_ports()) == 3)
         ports = catalog_ports()
-        assert len(ports) == 3
+        assert before < catalog_tasks() and before_ports < ports
+        assert len(every_catalog_task() - known) == 1  # one task made, none replaced
         for port in ports:
             wait_for(f"catalog on {port}", _healthy(port))
 
         # An update: a new setting rolls out start-first, back to the manifest's 2 replicas.
+        # Right after the deploy the old tasks still run: the stack has not converged until
+        # every task runs the new spec.
+        marks = deploying.update_marks(app)
         updated = _project(folder, app, log_level="debug")
         deploying.deploy_stack(updated, tag=tags)
         env = _docker(
@@ -197,11 +216,35 @@ def test_deploy_reach_scale_update_remove(swarm: None, tmp_path: Path) -> None:
             "{{json .Spec.TaskTemplate.ContainerSpec.Env}}",
         )
         assert "LOG_LEVEL=debug" in json.loads(env)
-        wait_for("the updated catalog", running({"catalog": 2}), timeout=90)
+        assert not deploying.converged(app, marks=marks)
+        assert deploying.wait_converged(app, marks=marks, timeout=90)
+        assert len(catalog_tasks()) == 2
+        for task in catalog_tasks():
+            env = _docker("inspect", "--format", "{{json .Spec.ContainerSpec.Env}}", task)
+            assert "LOG_LEVEL=debug" in json.loads(env)
         order = _docker(
             "service", "inspect", f"{app}_catalog", "--format", "{{.Spec.UpdateConfig.Order}}"
         )
         assert order == "start-first"
+        for port in catalog_ports():
+            wait_for(f"catalog on {port}", _healthy(port))
+
+        # A broken update (its new tasks exit at once) is rolled back by Swarm, and the deploy
+        # says so and fails, naming the task's error; the old tasks never stopped.
+        running_before = catalog_tasks()
+        (folder / "shoal.yaml").write_text(
+            (folder / "shoal.yaml")
+            .read_text()
+            .replace(
+                "command: [python3, app.py]\n    workdir: ./catalog",
+                "command: [python3, -c, 'raise SystemExit(3)']\n    workdir: ./catalog",
+            )
+        )
+        done = _cli("deploy", "-t", "swarm", "--no-build", "-f", str(folder))
+        assert done.returncode != 0, done.stdout
+        assert f"the update of {app}_catalog failed and was rolled back" in done.stderr
+        assert "exit (3)" in done.stderr, done.stderr
+        assert catalog_tasks() == running_before
         for port in catalog_ports():
             wait_for(f"catalog on {port}", _healthy(port))
 

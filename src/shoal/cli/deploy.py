@@ -97,9 +97,10 @@ def deploy(
         else:
             tags = last_tags(project) or tag  # what the last `shoal build --export` made
         with err.status(f"deploying stack {app}"):
+            marks = swarm.update_marks(app)  # to tell this deploy's updates from earlier ones
             result = swarm.deploy_stack(project, tag=tags)
-        with err.status("waiting for every task to run"):
-            settled = swarm.wait_converged(app)
+        with err.status("waiting for every task to run its new spec"):
+            settled = swarm.wait_converged(app, marks=marks)
         out.print(f"deployed stack [bold]{app}[/bold] ({swarm.stack_file(project)})")
         out.print(_tasks_table([t for t in swarm.tasks(app) if t.state == "running"]))
         if not settled:

@@ -19,13 +19,13 @@ from typing import Any
 import docker.errors
 
 from shoal.deploying.commands import run
-from shoal.errors import DeployError, EngineError
+from shoal.errors import DeployError
 from shoal.exporters.documents import Export, render
 from shoal.exporters.naming import Tag
 from shoal.exporters.swarm import export_swarm
 from shoal.manifest import Project
 from shoal.runtimes.container import connect
-from shoal.runtimes.container.engine import Client
+from shoal.runtimes.container.engine import Client, engine_call
 
 NAMESPACE_LABEL = "com.docker.stack.namespace"
 
@@ -164,52 +164,138 @@ def _ipv4_ports(client: Client, status: dict[str, Any]) -> tuple[int, ...]:
     return tuple(sorted({int(p["PublishedPort"]) for p in published if p.get("PublishedPort")}))
 
 
-def converged(app: str, *, url: str | None = None) -> bool:
-    """Whether every service of the stack runs its desired replicas, each with its ports."""
+_UPDATING = ("updating", "rollback_started")
+_FAILED = ("paused", "rollback_paused", "rollback_completed")
+
+
+def update_marks(app: str, *, url: str | None = None) -> dict[str, str]:
+    """When each service of the stack last began an update (``""``: never), to tell an update
+    a deploy starts from an earlier one: take them before deploying, give them to
+    :func:`converged`."""
     client = connect(url)
     try:
-        services = client.api.services(filters={"label": f"{NAMESPACE_LABEL}={app}"})
-        if not services:
-            return False
-        for service in services:
-            spec = service["Spec"]
-            want = ((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas", 1)
-            running = [
-                t
-                for t in client.api.tasks(
-                    filters={"service": service["ID"], "desired-state": "running"}
-                )
-                if t.get("Status", {}).get("State") == "running"
-                and t.get("Spec", {}).get("ContainerSpec", {}).get("Image")
-                == spec["TaskTemplate"]["ContainerSpec"]["Image"]
-            ]
-            if len(running) != want:
-                return False
-        return True
+        with engine_call(f"list the services of stack {app}", url or ""):
+            services = client.api.services(filters={"label": f"{NAMESPACE_LABEL}={app}"})
+        return {
+            s["Spec"]["Name"]: (s.get("UpdateStatus") or {}).get("StartedAt", "") for s in services
+        }
     finally:
         client.close()
 
 
-def wait_converged(app: str, *, timeout: float = 90.0, url: str | None = None) -> bool:
+def settled(
+    service: dict[str, Any], tasks: list[dict[str, Any]], marks: dict[str, str] | None
+) -> bool:
+    """Whether ``service`` (the engine's inspect) runs its desired replicas of its current
+    spec, given all its ``tasks``.
+
+    A task counts when it runs with the service's container spec: right after a deploy the
+    old tasks still run the same count with the old spec. With ``marks`` (from
+    :func:`update_marks`), an update begun since then that failed (paused, or rolled back to
+    the spec before) raises :class:`DeployError` with the failed task's reason.
+    """
+    spec = service["Spec"]
+    name = spec["Name"]
+    update = service.get("UpdateStatus") or {}
+    state = update.get("State", "")
+    if state in _UPDATING:
+        return False
+    if state in _FAILED:
+        if marks is not None and update.get("StartedAt", "") != marks.get(name):
+            failed = sorted(
+                (
+                    t
+                    for t in tasks
+                    if (t.get("Status") or {}).get("State") in ("failed", "rejected")
+                ),
+                key=lambda t: str(t.get("UpdatedAt", "")),
+            )
+            why = (
+                f"; its last failed task: {failed[-1]['Status'].get('Err', '?')}" if failed else ""
+            )
+            if state == "rollback_completed":
+                outcome = "rolled back"
+            else:
+                outcome = f"paused ({update.get('Message', state)})"
+            raise DeployError(
+                "swarm",
+                f"the update of {name} failed and was {outcome}{why}; "
+                f"see docker service ps --no-trunc {name}",
+            )
+        if state != "rollback_completed":  # a paused update has not converged
+            return False
+    want = int(((spec.get("Mode") or {}).get("Replicated") or {}).get("Replicas", 1))
+    current = spec["TaskTemplate"].get("ContainerSpec")
+    running = [
+        t
+        for t in tasks
+        if t.get("DesiredState") == "running"
+        and (t.get("Status") or {}).get("State") == "running"
+        and (t.get("Spec") or {}).get("ContainerSpec") == current
+    ]
+    return len(running) == want
+
+
+def converged(app: str, *, marks: dict[str, str] | None = None, url: str | None = None) -> bool:
+    """Whether every service of the stack runs its desired replicas of its current spec (see
+    :func:`settled`; ``marks`` makes a failed update raise)."""
+    client = connect(url)
+    try:
+        with engine_call(f"list the services of stack {app}", url or ""):
+            services = client.api.services(filters={"label": f"{NAMESPACE_LABEL}={app}"})
+            if not services:
+                return False
+            return all(
+                settled(s, client.api.tasks(filters={"service": s["ID"]}), marks) for s in services
+            )
+    finally:
+        client.close()
+
+
+def wait_converged(
+    app: str, *, timeout: float = 90.0, marks: dict[str, str] | None = None, url: str | None = None
+) -> bool:
     """Wait until :func:`converged` (True), or ``timeout`` seconds (False)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if converged(app, url=url):
+        if converged(app, marks=marks, url=url):
             return True
         time.sleep(1.0)
     return False
 
 
 def scale(app: str, service: str, replicas: int, *, url: str | None = None) -> None:
-    """Set a service's replica count."""
+    """Set a service's replica count, and nothing else: the tasks running stay as they are.
+
+    The stored spec goes back exactly as read, with only ``Mode.Replicated.Replicas`` changed,
+    as ``docker service scale`` does. The Docker SDK's ``Service.scale`` re-reads the spec with
+    the engine's defaults filled in and sends that back: Swarm sees a changed task template and
+    replaces every running task, a rolling restart of the whole service on each scale.
+    """
     client = connect(url)
     try:
-        found = client.services.list(filters={"name": f"{app}_{service}"})
-        match = [s for s in found if s.name == f"{app}_{service}"]
-        if not match:
+        name = f"{app}_{service}"
+        found = [
+            s for s in client.api.services(filters={"name": name}) if s["Spec"]["Name"] == name
+        ]
+        if not found:
             raise DeployError("swarm", f"no service {service} in stack {app}")
-        if not match[0].scale(replicas):
-            raise EngineError(f"scale {app}_{service}", "the engine refused the update")
+        spec = found[0]["Spec"]
+        mode = spec.get("Mode") or {}
+        if "Replicated" not in mode:
+            raise DeployError("swarm", f"{name} is not a replicated service: it cannot be scaled")
+        with engine_call(f"scale {name}", url or ""):
+            client.api.update_service(
+                found[0]["ID"],
+                found[0]["Version"]["Index"],
+                task_template=spec["TaskTemplate"],
+                name=spec["Name"],
+                labels=spec.get("Labels") or {},
+                mode={"Replicated": {**mode["Replicated"], "Replicas": replicas}},
+                update_config=spec.get("UpdateConfig"),
+                rollback_config=spec.get("RollbackConfig"),
+                endpoint_spec=spec.get("EndpointSpec"),
+            )
     finally:
         client.close()
 
@@ -221,8 +307,10 @@ __all__ = [
     "deploy_stack",
     "remove_stack",
     "scale",
+    "settled",
     "stack_file",
     "swarm_state",
     "tasks",
+    "update_marks",
     "wait_converged",
 ]
