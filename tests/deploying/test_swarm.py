@@ -179,26 +179,22 @@ def test_deploy_reach_scale_update_remove(swarm: None, tmp_path: Path) -> None:
         wait_for("the thumbnail function", thumbnail_answers)
         assert answers[-1]["source"] == {"width": 64, "height": 32}
 
-        def catalog_tasks() -> set[str]:
-            return set(
-                _docker(
-                    "service", "ps", f"{app}_catalog", "-q", "--filter", "desired-state=running"
-                ).split()
-            )
+        def catalog_tasks(*filters: str) -> set[str]:  # shut-down ones too, unless filtered
+            return set(_docker("service", "ps", f"{app}_catalog", "-q", *filters).split())
+
+        def running_catalog_tasks() -> set[str]:
+            return catalog_tasks("--filter", "desired-state=running")
 
         # Scaling adds a task and touches no other: the two running keep their ids and ports
         # (the Docker SDK's own scale resubmits the spec with defaults filled in, and Swarm
         # then replaces every task).
-        def every_catalog_task() -> set[str]:  # the ones shut down too
-            return set(_docker("service", "ps", f"{app}_catalog", "-q").split())
-
-        before, before_ports, known = catalog_tasks(), catalog_ports(), every_catalog_task()
+        before, before_ports, known = running_catalog_tasks(), catalog_ports(), catalog_tasks()
         assert len(before) == 2 and len(before_ports) == 2
         deploying.scale(app, "catalog", 3)
         wait_for("three catalog tasks", lambda: len(catalog_ports()) == 3)
         ports = catalog_ports()
-        assert before < catalog_tasks() and before_ports < ports
-        assert len(every_catalog_task() - known) == 1  # one task made, none replaced
+        assert before < running_catalog_tasks() and before_ports < ports
+        assert len(catalog_tasks() - known) == 1  # one task made, none replaced
         for port in ports:
             wait_for(f"catalog on {port}", _healthy(port))
 
@@ -218,8 +214,8 @@ def test_deploy_reach_scale_update_remove(swarm: None, tmp_path: Path) -> None:
         assert "LOG_LEVEL=debug" in json.loads(env)
         assert not deploying.converged(app, marks=marks)
         assert deploying.wait_converged(app, marks=marks, timeout=90)
-        assert len(catalog_tasks()) == 2
-        for task in catalog_tasks():
+        assert len(running_catalog_tasks()) == 2
+        for task in running_catalog_tasks():
             env = _docker("inspect", "--format", "{{json .Spec.ContainerSpec.Env}}", task)
             assert "LOG_LEVEL=debug" in json.loads(env)
         order = _docker(
@@ -231,7 +227,7 @@ def test_deploy_reach_scale_update_remove(swarm: None, tmp_path: Path) -> None:
 
         # A broken update (its new tasks exit at once) is rolled back by Swarm, and the deploy
         # says so and fails, naming the task's error; the old tasks never stopped.
-        running_before = catalog_tasks()
+        running_before = running_catalog_tasks()
         (folder / "shoal.yaml").write_text(
             (folder / "shoal.yaml")
             .read_text()
@@ -244,7 +240,7 @@ def test_deploy_reach_scale_update_remove(swarm: None, tmp_path: Path) -> None:
         assert done.returncode != 0, done.stdout
         assert f"the update of {app}_catalog failed and was rolled back" in done.stderr
         assert "exit (3)" in done.stderr, done.stderr
-        assert catalog_tasks() == running_before
+        assert running_catalog_tasks() == running_before
         for port in catalog_ports():
             wait_for(f"catalog on {port}", _healthy(port))
 

@@ -174,13 +174,21 @@ def update_marks(app: str, *, url: str | None = None) -> dict[str, str]:
     :func:`converged`."""
     client = connect(url)
     try:
-        with engine_call(f"list the services of stack {app}", url or ""):
-            services = client.api.services(filters={"label": f"{NAMESPACE_LABEL}={app}"})
         return {
-            s["Spec"]["Name"]: (s.get("UpdateStatus") or {}).get("StartedAt", "") for s in services
+            s["Spec"]["Name"]: (s.get("UpdateStatus") or {}).get("StartedAt", "")
+            for s in _stack_services(client, app, url)
         }
     finally:
         client.close()
+
+
+def _stack_services(client: Client, app: str, url: str | None) -> list[dict[str, Any]]:
+    """The engine's inspect of each service of the stack."""
+    with engine_call(f"list the services of stack {app}", url or ""):
+        services: list[dict[str, Any]] = client.api.services(
+            filters={"label": f"{NAMESPACE_LABEL}={app}"}
+        )
+    return services
 
 
 def settled(
@@ -241,11 +249,9 @@ def converged(app: str, *, marks: dict[str, str] | None = None, url: str | None 
     :func:`settled`; ``marks`` makes a failed update raise)."""
     client = connect(url)
     try:
-        with engine_call(f"list the services of stack {app}", url or ""):
-            services = client.api.services(filters={"label": f"{NAMESPACE_LABEL}={app}"})
-            if not services:
-                return False
-            return all(
+        services = _stack_services(client, app, url)
+        with engine_call(f"list the tasks of stack {app}", url or ""):
+            return bool(services) and all(
                 settled(s, client.api.tasks(filters={"service": s["ID"]}), marks) for s in services
             )
     finally:
